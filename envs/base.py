@@ -1,0 +1,64 @@
+"""Interfaces shared by all task families.
+
+Tasks are small frozen dataclasses (e.g. ``GoalTask(goal=(0.1, -0.3))``). Every
+family provides a gymnasium env implementing :class:`TaskEnvMixin`'s methods and,
+optionally, a :class:`BatchTaskEnv` that steps ``num_envs`` simulations at once,
+each with its own task. For the same task and actions both give the same
+observations and rewards; the tests hold every built-in family to that.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Sequence
+
+import gymnasium
+import numpy as np
+
+
+class TaskEnvMixin:
+    """Methods a single gymnasium env of a task family provides."""
+
+    def sample_tasks(self, n: int, rng: np.random.Generator | None = None) -> list[Any]:
+        """Draw ``n`` tasks from the family's distribution (``rng`` defaults to ``np_random``)."""
+        raise NotImplementedError
+
+    def set_task(self, task: Any) -> None:
+        """Make ``task`` the task of subsequent episodes."""
+        raise NotImplementedError
+
+    def get_task(self) -> Any:
+        """The current task."""
+        raise NotImplementedError
+
+
+class BatchTaskEnv(abc.ABC):
+    """``num_envs`` simulations of one family stepped together, numpy in and out.
+
+    ``reset(tasks)`` starts one episode per simulation (``len(tasks) == num_envs``);
+    ``step(actions)`` returns ``(obs, reward, terminated, truncated)`` with shapes
+    ``[N, obs_dim]``, ``[N]``, ``[N]``, ``[N]``. A simulation whose episode ended keeps
+    being stepped with finite values until the next reset; callers mask it out.
+    """
+
+    num_envs: int
+    horizon: int
+    observation_space: gymnasium.spaces.Box  # of one simulation
+    action_space: gymnasium.spaces.Box  # of one simulation
+
+    @abc.abstractmethod
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
+        """Draw ``n`` tasks from the family's distribution."""
+
+    @abc.abstractmethod
+    def reset(self, tasks: Sequence[Any]) -> np.ndarray:
+        """Start an episode in every simulation; ``tasks[i]`` is simulation i's task."""
+
+    @abc.abstractmethod
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Advance every simulation by one control step."""
+
+    def _check_tasks(self, tasks: Sequence[Any]) -> None:
+        if len(tasks) != self.num_envs:
+            raise ValueError(f"{type(self).__name__}.reset: got {len(tasks)} tasks for "
+                             f"{self.num_envs} simulations")

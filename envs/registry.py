@@ -1,0 +1,139 @@
+"""Registry of task families.
+
+A task family is a distribution over tasks plus two ways to simulate it: a
+gymnasium env (one task at a time, ``set_task``/``get_task``) and, where the
+family supports it, a batched env that steps many (task, episode) simulations
+in one vectorized call. Registering a family also registers its gymnasium env
+under the ``metarl/`` namespace so ``gymnasium.make("metarl/<id>")`` works.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import gymnasium
+
+from .base import BatchTaskEnv
+
+NAMESPACE = "metarl"
+
+
+class UnknownTaskFamilyError(KeyError):
+    """Raised when a family id is not registered; the message suggests near matches."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class TaskFamilySpec:
+    """Everything needed to build a family's envs.
+
+    Entry points are ``"module:attribute"`` strings (imported lazily) or callables.
+    """
+
+    id: str
+    env_entry_point: str | Callable[..., gymnasium.Env]
+    batch_entry_point: str | Callable[..., BatchTaskEnv] | None
+    max_episode_steps: int
+    description: str = ""
+    default_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gym_id(self) -> str:
+        """The id to pass to ``gymnasium.make``."""
+        return f"{NAMESPACE}/{self.id}"
+
+    @property
+    def has_batch_env(self) -> bool:
+        return self.batch_entry_point is not None
+
+    def make_env(self, **kwargs: Any) -> gymnasium.Env:
+        """A gymnasium env of this family (with the family's time limit)."""
+        return gymnasium.make(self.gym_id, **{**self.default_kwargs, **kwargs})
+
+    def make_batch_env(self, num_envs: int, horizon: int | None = None, seed: int | None = None,
+                       **kwargs: Any) -> BatchTaskEnv:
+        """A batched env stepping ``num_envs`` simulations at once."""
+        if self.batch_entry_point is None:
+            raise ValueError(f"task family '{self.id}' has no batched env")
+        factory = _resolve(self.batch_entry_point)
+        return factory(num_envs=num_envs, horizon=horizon or self.max_episode_steps, seed=seed,
+                       **{**self.default_kwargs, **kwargs})
+
+
+_REGISTRY: dict[str, TaskFamilySpec] = {}
+
+
+def _resolve(entry_point: str | Callable[..., Any]) -> Callable[..., Any]:
+    if callable(entry_point):
+        return entry_point
+    module_name, _, attr = entry_point.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _canonical(family_id: str) -> str:
+    prefix = NAMESPACE + "/"
+    return family_id[len(prefix):] if family_id.startswith(prefix) else family_id
+
+
+def register_task_family(
+    id: str,
+    *,
+    env_entry_point: str | Callable[..., gymnasium.Env],
+    batch_entry_point: str | Callable[..., BatchTaskEnv] | None = None,
+    max_episode_steps: int,
+    description: str = "",
+    default_kwargs: dict[str, Any] | None = None,
+    override: bool = False,
+) -> TaskFamilySpec:
+    """Register a task family and its gymnasium env ``metarl/<id>``.
+
+    Args:
+        id: versioned name such as ``"Navigation2D-v0"``.
+        env_entry_point: gymnasium env class or ``"module:Class"``; the env must
+            provide ``sample_tasks(n, rng)``, ``set_task(task)`` and ``get_task()``.
+        batch_entry_point: batched env class (see :class:`BatchTaskEnv`), if any.
+        max_episode_steps: default horizon.
+        description: one line shown by ``metarl envs``.
+        default_kwargs: keyword arguments passed to both envs unless overridden.
+        override: replace an existing registration instead of raising.
+    """
+    canonical = _canonical(id)
+    if "-v" not in canonical:
+        raise ValueError(f"task family id {id!r} must be versioned, e.g. '{canonical}-v0'")
+    if canonical in _REGISTRY and not override:
+        raise ValueError(f"task family '{canonical}' is already registered "
+                         "(pass override=True to replace it)")
+    if max_episode_steps < 1:
+        raise ValueError(f"task family '{canonical}': max_episode_steps must be >= 1, "
+                         f"got {max_episode_steps}")
+    spec = TaskFamilySpec(canonical, env_entry_point, batch_entry_point, max_episode_steps,
+                          description, dict(default_kwargs or {}))
+    _REGISTRY[canonical] = spec
+    gym_id = spec.gym_id
+    if gym_id in gymnasium.registry:
+        del gymnasium.registry[gym_id]
+    gymnasium.register(gym_id, entry_point=env_entry_point, max_episode_steps=max_episode_steps)
+    return spec
+
+
+def get_task_family(family_id: str) -> TaskFamilySpec:
+    """Look up a family by id (with or without the ``metarl/`` prefix)."""
+    canonical = _canonical(family_id)
+    try:
+        return _REGISTRY[canonical]
+    except KeyError:
+        close = difflib.get_close_matches(canonical, list(_REGISTRY), n=3, cutoff=0.4)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownTaskFamilyError(
+            f"unknown task family {family_id!r}{hint} "
+            f"(registered: {', '.join(sorted(_REGISTRY)) or 'none'})") from None
+
+
+def list_task_families() -> list[TaskFamilySpec]:
+    """All registered families, sorted by id."""
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]

@@ -1,0 +1,304 @@
+"""Experiment configuration: YAML files validated into typed dataclasses.
+
+A config has six sections (``env``, ``policy``, ``sampler``, ``algo``, ``train``,
+``logging``). Every field carries a one-line doc, its allowed range or choices,
+and is checked on load: unknown keys get a "did you mean" suggestion, and wrong
+types or out-of-range values raise :class:`ConfigError` naming the key path, the
+value and what is allowed. ``--set section.key=value`` overrides are parsed as
+YAML scalars and go through the same checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message that names the key path."""
+
+
+def _field(default: Any, doc: str, *, ge: float | None = None, gt: float | None = None,
+           le: float | None = None, lt: float | None = None,
+           choices: Iterable[Any] | None = None) -> Any:
+    meta = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt,
+            "choices": tuple(choices) if choices is not None else None}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class EnvConfig:
+    id: str = _field("Navigation2D-v0", "Registered task family id (see `metarl envs`).")
+    horizon: int | None = _field(None, "Steps per episode; null uses the family's default.", ge=1)
+    kwargs: dict[str, Any] = _field({}, "Keyword arguments of the family (reward terms, task ranges).")
+
+
+@dataclass
+class PolicyConfig:
+    hidden_sizes: list[int] = _field([100, 100], "Hidden layer widths of the Gaussian MLP.", ge=1)
+    activation: str = _field("relu", "Hidden-layer nonlinearity.", choices=("relu", "tanh"))
+    init_std: float = _field(1.0, "Initial standard deviation of the Gaussian policy.", gt=0)
+    min_std: float = _field(1e-6, "Lower bound on the standard deviation.", gt=0)
+
+
+@dataclass
+class SamplerConfig:
+    backend: str = _field("batch", "Rollout backend: vectorized numpy/MuJoCo batch env.",
+                          choices=("batch",))
+    episodes_per_task: int = _field(20, "Episodes per task per adaptation step in training.", ge=1)
+    eval_episodes_per_task: int = _field(40, "Episodes per task per step in meta-evaluation.", ge=1)
+
+
+@dataclass
+class AlgoConfig:
+    name: str = _field("maml_trpo", "Meta-learning algorithm.", choices=("maml_trpo",))
+    meta_batch_size: int = _field(20, "Tasks sampled per meta-iteration.", ge=1)
+    inner_steps: int = _field(1, "Inner-loop policy-gradient steps during meta-training.", ge=1)
+    inner_step_size: float = _field(0.1, "Inner-loop step size alpha.", gt=0)
+    first_order: bool = _field(False, "Drop second-order terms of the meta-gradient (FOMAML).")
+    gamma: float = _field(0.99, "Discount factor.", gt=0, le=1)
+    gae_lambda: float = _field(1.0, "GAE lambda (1.0 = Monte-Carlo advantages).", ge=0, le=1)
+    normalize_advantages: bool = _field(True, "Standardize advantages per task.")
+    baseline_reg: float = _field(1e-5, "Ridge coefficient of the linear feature baseline.", gt=0)
+    max_kl: float = _field(0.01, "TRPO trust region: max mean KL per meta-update.", gt=0)
+    cg_iters: int = _field(10, "Conjugate-gradient iterations.", ge=1)
+    cg_damping: float = _field(1e-5, "Damping added to the Fisher-vector product.", ge=0)
+    ls_max_steps: int = _field(15, "Maximum backtracking line-search steps.", ge=1)
+    ls_backtrack_ratio: float = _field(0.8, "Step shrink factor per line-search step.", gt=0, lt=1)
+    eval_step_sizes: list[float] = _field(
+        [0.1, 0.05], "Evaluation step sizes: step k uses entry min(k, len-1).", gt=0)
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = _field(100, "Number of meta-iterations.", ge=1)
+    seed: int = _field(0, "Seed for tasks, actions and initialisation.", ge=0)
+    device: str = _field("auto", "Compute device; auto picks cuda when available.",
+                         choices=("auto", "cpu", "cuda"))
+    checkpoint_every: int = _field(10, "Write a checkpoint every N iterations (and at the end).", ge=1)
+    runs_root: str = _field("runs", "Directory under which run directories are created.")
+
+
+@dataclass
+class LoggingConfig:
+    tensorboard: bool = _field(True, "Write TensorBoard event files into the run directory.")
+    console: bool = _field(True, "Print one progress line per iteration.")
+
+
+@dataclass
+class Config:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict, suitable for ``yaml.safe_dump``."""
+        return dataclasses.asdict(self)
+
+
+_SECTION_TYPES = typing.get_type_hints(Config)
+
+
+def _suggest(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(tp)[0])}s"
+    if origin is dict:
+        return "a mapping"
+    return {int: "integer", float: "number", str: "string", bool: "boolean (true/false)",
+            type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(path: str, value: Any, tp: Any, meta: dict[str, Any]) -> Any:
+    """Check ``value`` against type ``tp`` and the range in ``meta``; return it typed."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(path, value, arg, meta)
+            except ConfigError as err:
+                errors.append(err)
+        raise errors[0]
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        if not value:
+            raise ConfigError(f"{path}: expected a non-empty list, got []")
+        return [_coerce(f"{path}[{i}]", v, item_tp, meta) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        for key in value:
+            if not isinstance(key, str):
+                raise ConfigError(f"{path}: keys must be strings, got {key!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected a boolean (true/false), got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
+    elif tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+    _check_range(path, value, meta)
+    return value
+
+
+def _check_range(path: str, value: Any, meta: dict[str, Any]) -> None:
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ConfigError(f"{path}: {value!r} is not allowed; choose one of {allowed}"
+                          + (_suggest(value, choices) if isinstance(value, str) else ""))
+    bounds = [("ge", ">=", lambda v, b: v >= b), ("gt", ">", lambda v, b: v > b),
+              ("le", "<=", lambda v, b: v <= b), ("lt", "<", lambda v, b: v < b)]
+    for key, symbol, ok in bounds:
+        bound = meta.get(key)
+        if bound is not None and not ok(value, bound):
+            raise ConfigError(f"{path}: {value!r} is out of range; must be {symbol} {bound}")
+
+
+def _build_section(name: str, cls: type, data: Any) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name}: expected a mapping of keys to values, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(f"{name}.{key}: unknown key{_suggest(str(key), fields)} "
+                              f"(allowed: {', '.join(fields)})")
+        values[key] = _coerce(f"{name}.{key}", value, hints[key], dict(fields[key].metadata))
+    return cls(**values)
+
+
+def config_from_dict(data: Any, source: str = "config") -> Config:
+    """Validate a nested mapping into a :class:`Config`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with sections "
+                          f"{', '.join(_SECTION_TYPES)}, got {type(data).__name__}")
+    sections = {}
+    for name, value in data.items():
+        if name not in _SECTION_TYPES:
+            raise ConfigError(f"{name}: unknown section{_suggest(str(name), _SECTION_TYPES)} "
+                              f"(allowed: {', '.join(_SECTION_TYPES)})")
+        sections[name] = _build_section(name, _SECTION_TYPES[name], value)
+    cfg = Config(**sections)
+    _check_consistency(cfg)
+    return cfg
+
+
+def _check_consistency(cfg: Config) -> None:
+    if cfg.policy.min_std > cfg.policy.init_std:
+        raise ConfigError(f"policy.min_std: {cfg.policy.min_std} must not exceed "
+                          f"policy.init_std ({cfg.policy.init_std})")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``section.key=value`` into a key path and a YAML-typed value."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) < 2 or not all(parts):
+        raise ConfigError(f"--set {text!r}: key must look like section.key "
+                          f"(sections: {', '.join(_SECTION_TYPES)})")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {err}") from None
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` strings to a raw config mapping (before validation).
+
+    Keys deeper than ``section.key`` address entries of mapping-valued keys,
+    e.g. ``env.kwargs.distance=squared``.
+    """
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = data
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text}: '{'.'.join(parts[:depth + 1])}' is not a mapping")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> Config:
+    """Read a YAML config (or the defaults when ``path`` is None), apply overrides, validate."""
+    data: Any = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping with sections "
+                              f"{', '.join(_SECTION_TYPES)}, got {type(data).__name__}")
+    data = apply_overrides(data, overrides)
+    try:
+        return config_from_dict(data, source)
+    except ConfigError as err:
+        raise ConfigError(f"{err} [{source}]") from None
+
+
+def describe_fields() -> list[tuple[str, Any, str]]:
+    """(key path, default, doc) for every config key; used by docs and tests."""
+    rows = []
+    for name, cls in _SECTION_TYPES.items():
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((f"{name}.{f.name}", default, f.metadata.get("doc", "")))
+    return rows

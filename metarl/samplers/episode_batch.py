@@ -1,0 +1,81 @@
+"""Padded episode storage ``[task, episode, t, ...]`` and the estimators that live on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class EpisodeBatch:
+    """Episodes of several tasks, padded to the horizon.
+
+    Attributes:
+        observations: ``[T, E, H, obs_dim]`` observation at each step.
+        actions: ``[T, E, H, act_dim]`` action taken (as sampled, before any env clipping).
+        rewards: ``[T, E, H]`` reward received; zero on padding.
+        mask: ``[T, E, H]`` 1.0 for real steps, 0.0 for padding after an episode ended.
+        terminated: ``[T, E]`` True if the episode ended by termination (not the time limit).
+    """
+
+    observations: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    mask: torch.Tensor
+    terminated: torch.Tensor
+
+    @property
+    def num_tasks(self) -> int:
+        return self.rewards.shape[0]
+
+    @property
+    def episodes_per_task(self) -> int:
+        return self.rewards.shape[1]
+
+    @property
+    def horizon(self) -> int:
+        return self.rewards.shape[2]
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """``[T, E]`` number of real steps per episode."""
+        return self.mask.sum(-1)
+
+    @property
+    def num_steps(self) -> int:
+        """Total real environment steps in the batch."""
+        return int(self.mask.sum().item())
+
+    def episode_returns(self) -> torch.Tensor:
+        """``[T, E]`` undiscounted return of each episode."""
+        return (self.rewards * self.mask).sum(-1)
+
+    def discounted_returns(self, gamma: float) -> torch.Tensor:
+        """``[T, E, H]`` reward-to-go ``sum_k gamma^k r_{t+k}`` within each episode."""
+        return self.gae(torch.zeros_like(self.rewards), gamma, 1.0)
+
+    def gae(self, values: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+        """``[T, E, H]`` generalized advantage estimates (Schulman et al. 2016, eq. 16).
+
+        ``delta_t = r_t + gamma * V(s_{t+1}) - V(s_t)``, ``A_t = delta_t + gamma*lam*A_{t+1}``.
+        The value after an episode's last step is 0 whether it terminated or hit the
+        horizon: the horizon is part of the task and the baseline's time features
+        model it (as in the reference MAML code). Padding steps get advantage 0.
+        """
+        mask = self.mask
+        values = values * mask
+        advantages = torch.zeros_like(self.rewards)
+        next_value = torch.zeros_like(self.rewards[..., 0])
+        next_adv = torch.zeros_like(next_value)
+        for t in range(self.horizon - 1, -1, -1):
+            delta = self.rewards[..., t] + gamma * next_value - values[..., t]
+            next_adv = (delta + gamma * lam * next_adv) * mask[..., t]
+            advantages[..., t] = next_adv
+            next_value = values[..., t]
+        return advantages
+
+    def to(self, device: torch.device | str) -> "EpisodeBatch":
+        """A copy on ``device``."""
+        return EpisodeBatch(*(getattr(self, f).to(device) for f in
+                              ("observations", "actions", "rewards", "mask", "terminated")))
