@@ -1,0 +1,90 @@
+"""Command line: ``metarl train | eval | envs``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metarl", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"metarl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="meta-train from a YAML config")
+    train.add_argument("config", type=Path, help="experiment YAML, e.g. configs/maml_trpo/navigation_2d.yaml")
+    train.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="SECTION.KEY=VALUE", help="override a config key (repeatable)")
+    train.add_argument("--seed", type=int, help="overrides train.seed")
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides train.device")
+    train.add_argument("--run-dir", type=Path, help="run directory (default: under train.runs_root)")
+
+    ev = sub.add_parser("eval", help="adaptation curve of a trained run on held-out tasks")
+    ev.add_argument("run_dir", type=Path, help="directory written by `metarl train`")
+    ev.add_argument("--tasks", type=int, default=40, help="held-out tasks (default 40)")
+    ev.add_argument("--grad-steps", type=int, default=3, help="adaptation steps 0..K (default 3)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the held-out tasks (default 0)")
+    ev.add_argument("--out", type=Path, help="output directory (default RUN_DIR/eval)")
+    ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+    sub.add_parser("envs", help="list registered task families")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .training import train
+
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    if args.device is not None:
+        overrides.append(f"train.device={args.device}")
+    cfg = load_config(args.config, overrides)
+    train(cfg, args.run_dir)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_run
+
+    out_dir, points = evaluate_run(args.run_dir, args.tasks, args.grad_steps, args.seed,
+                                   args.out, args.device)
+    print(f"{'method':<8} {'step':>4} {'mean_return':>12} {'stderr':>8} {'n_tasks':>7}")
+    for p in points:
+        print(f"{p.method:<8} {p.step:>4} {p.mean_return:>12.2f} {p.stderr:>8.2f} {p.n_tasks:>7}")
+    print(f"wrote {out_dir / 'adaptation.csv'} and {out_dir / 'adaptation.png'}")
+    return 0
+
+
+def _envs(args: argparse.Namespace) -> int:
+    from .envs import list_task_families
+
+    for spec in list_task_families():
+        batched = "batch+gym" if spec.has_batch_env else "gym"
+        print(f"{spec.id:<22} horizon {spec.max_episode_steps:<4} {batched:<9} {spec.description}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``metarl`` console script."""
+    args = _parser().parse_args(argv)
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+
+    handlers = {"train": _train, "eval": _eval, "envs": _envs}
+    try:
+        return handlers[args.command](args)
+    except (ConfigError, CheckpointError) as err:
+        print(f"metarl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"metarl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

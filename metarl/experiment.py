@@ -1,0 +1,140 @@
+"""Build an experiment's parts from a :class:`Config` and prepare its run directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from . import __version__
+from .algos import MAMLTRPO
+from .config import Config, ConfigError
+from .envs import TaskFamilySpec, UnknownTaskFamilyError, get_task_family
+from .policies import GaussianMLPPolicy
+from .samplers import BatchSampler
+
+# Independent random streams derived from one seed (numpy SeedSequence spawn keys).
+STREAM_TASKS, STREAM_ACTIONS, STREAM_EVAL_TASKS, STREAM_EVAL_ACTIONS = 1, 2, 3, 4
+
+
+def derive_seed(seed: int, stream: int) -> int:
+    """A 63-bit seed for ``stream`` that does not collide with other streams of ``seed``."""
+    return int(np.random.SeedSequence(seed, spawn_key=(stream,)).generate_state(1, np.uint64)[0]
+               >> np.uint64(1))
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: 'cuda' requested but torch sees no CUDA device "
+                          "(use 'auto' or 'cpu')")
+    return torch.device(name)
+
+
+@dataclass
+class Components:
+    family: TaskFamilySpec
+    sampler: BatchSampler
+    policy: GaussianMLPPolicy
+    algo: MAMLTRPO
+
+
+def build(cfg: Config, device: torch.device) -> Components:
+    """Seed the global RNGs and construct family, sampler, policy and algorithm."""
+    seed = cfg.train.seed
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    try:
+        family = get_task_family(cfg.env.id)
+    except UnknownTaskFamilyError as err:
+        raise ConfigError(f"env.id: {err}") from None
+    if not family.has_batch_env:
+        raise ConfigError(f"env.id: family '{family.id}' has no batched env, which "
+                          f"sampler.backend='{cfg.sampler.backend}' needs")
+    try:
+        sampler = BatchSampler(family, cfg.env.kwargs, cfg.env.horizon, device,
+                               seed=derive_seed(seed, STREAM_ACTIONS))
+    except TypeError as err:  # unknown keyword argument of the family
+        raise ConfigError(f"env.kwargs: {err}") from None
+    except ValueError as err:
+        raise ConfigError(f"env.kwargs: {err}") from None
+    policy = GaussianMLPPolicy(sampler.obs_dim, sampler.act_dim, cfg.policy.hidden_sizes,
+                               cfg.policy.activation, cfg.policy.init_std,
+                               cfg.policy.min_std).to(device)
+    algo = MAMLTRPO(policy, sampler, cfg.algo, cfg.sampler.episodes_per_task,
+                    seed=derive_seed(seed, STREAM_TASKS))
+    return Components(family, sampler, policy, algo)
+
+
+def default_run_dir(cfg: Config) -> Path:
+    """``{runs_root}/{family}__{algo}__{seed}__{timestamp}`` (suffixed if taken)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(cfg.train.runs_root) / f"{cfg.env.id}__{cfg.algo.name}__{cfg.train.seed}__{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def metadata(device: torch.device) -> dict[str, Any]:
+    """Versions, host and device of this run."""
+    import gymnasium
+
+    return {
+        "metarl_version": __version__,
+        "git_commit": _git_commit(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "gymnasium": gymnasium.__version__,
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "device": str(device),
+        "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "command": sys.argv,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def prepare_run_dir(run_dir: Path, cfg: Config, device: torch.device) -> Path:
+    """Create the run directory and write ``config.yaml`` and ``metadata.json``.
+
+    Fails before any training if the directory cannot be created or written.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"--run-dir: {run_dir} already exists and is not empty")
+    try:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        (run_dir / "metadata.json").write_text(json.dumps(metadata(device), indent=2) + "\n")
+    except OSError as err:
+        raise ConfigError(f"run directory {run_dir} is not writable: {err.strerror}") from None
+    if not os.access(run_dir, os.W_OK):
+        raise ConfigError(f"run directory {run_dir} is not writable")
+    return run_dir

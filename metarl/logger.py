@@ -1,0 +1,79 @@
+"""Run logging: TensorBoard scalars, ``progress.csv`` and one console line per iteration.
+
+Scalars are keyed by their TensorBoard tag (``meta_train/return/adapt_0``, ...);
+the x-axis is the total number of environment steps so far.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+
+
+def hparams_markdown(config: dict[str, Any]) -> str:
+    """The resolved config as a two-column markdown table."""
+    lines = ["| key | value |", "|---|---|"]
+    for section, values in config.items():
+        for key, value in values.items():
+            lines.append(f"| {section}.{key} | {value} |")
+    return "\n".join(lines)
+
+
+class RunLogger:
+    """Writes each iteration's statistics to TensorBoard, CSV and the console."""
+
+    def __init__(self, run_dir: Path, total_iterations: int, tensorboard: bool = True,
+                 console: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.total_iterations = total_iterations
+        self.console = console
+        self.writer = SummaryWriter(log_dir=str(self.run_dir)) if tensorboard else None
+        self._csv_path = self.run_dir / "progress.csv"
+        self._csv_file = None
+        self._csv_writer: csv.DictWriter | None = None
+
+    def log_hparams(self, config: dict[str, Any]) -> None:
+        if self.writer is not None:
+            self.writer.add_text("hyperparameters", hparams_markdown(config), 0)
+
+    def log_iteration(self, iteration: int, env_steps: int, wall_s: float, iteration_s: float,
+                      stats: dict[str, float]) -> None:
+        """Record one iteration; ``stats`` maps TensorBoard tags to values."""
+        row = {"iteration": iteration, "env_steps": env_steps, "wall_s": round(wall_s, 3),
+               "time/iteration": iteration, "time/iteration_s": iteration_s, **stats}
+        if self.writer is not None:
+            for tag, value in row.items():
+                if "/" in tag:
+                    self.writer.add_scalar(tag, value, env_steps)
+            self.writer.flush()
+        self._write_csv(row)
+        if self.console:
+            print(self._progress_line(row), flush=True)
+
+    def _write_csv(self, row: dict[str, Any]) -> None:
+        if self._csv_writer is None:
+            self._csv_file = open(self._csv_path, "w", newline="")
+            self._csv_writer = csv.DictWriter(self._csv_file, fieldnames=list(row))
+            self._csv_writer.writeheader()
+        self._csv_writer.writerow(row)
+        self._csv_file.flush()
+
+    def _progress_line(self, row: dict[str, Any]) -> str:
+        width = len(str(self.total_iterations))
+        returns = sorted(k for k in row if k.startswith("meta_train/return/adapt_"))
+        pre, post = row[returns[0]], row[returns[-1]]
+        kl = row.get("losses/kl_after", math.nan)
+        return (f"iter {row['iteration']:>{width}}/{self.total_iterations} | "
+                f"env steps {row['env_steps']:>11,} | return pre {pre:8.2f} post {post:8.2f} | "
+                f"kl {kl:.4f} ls {int(row.get('diagnostics/line_search_steps', 0)):>2} | "
+                f"{row['time/iteration_s']:5.1f}s")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self._csv_file is not None:
+            self._csv_file.close()
