@@ -53,7 +53,7 @@ class TaskFamilySpec:
 
     def make_env(self, **kwargs: Any) -> gymnasium.Env:
         """A gymnasium env of this family (with the family's time limit)."""
-        return gymnasium.make(self.gym_id, **{**self.default_kwargs, **kwargs})
+        return gymnasium.make(self.gym_id, **kwargs)
 
     def make_batch_env(self, num_envs: int, horizon: int | None = None, seed: int | None = None,
                        **kwargs: Any) -> BatchTaskEnv:
@@ -117,7 +117,8 @@ def register_task_family(
     gym_id = spec.gym_id
     if gym_id in gymnasium.registry:
         del gymnasium.registry[gym_id]
-    gymnasium.register(gym_id, entry_point=env_entry_point, max_episode_steps=max_episode_steps)
+    gymnasium.register(gym_id, entry_point=env_entry_point, max_episode_steps=max_episode_steps,
+                       kwargs=dict(spec.default_kwargs))
     return spec
 
 

@@ -51,7 +51,8 @@ class BatchSampler:
     @torch.no_grad()
     def sample(self, policy: GaussianMLPPolicy, params: dict[str, torch.Tensor],
                tasks: Sequence[Any], episodes_per_task: int) -> EpisodeBatch:
-        """Roll out ``episodes_per_task`` episodes of every task; returns a padded batch.
+        """Roll out ``episodes_per_task`` episodes of every task; returns a padded batch
+        (floating tensors in the parameters' dtype, on the sampler's device).
 
         ``params`` are shared (one policy for all tasks) or stacked with a leading
         dimension of ``len(tasks)`` (one policy per task).
@@ -66,11 +67,12 @@ class BatchSampler:
         mask_buf = np.zeros((horizon, n), dtype=np.float32)
         active = np.ones(n, dtype=bool)
         terminated = np.zeros(n, dtype=bool)
+        dtype = next(iter(params.values())).dtype
         for t in range(horizon):
             obs_buf[t] = obs.reshape(n, self.obs_dim)
-            obs_t = torch.from_numpy(obs_buf[t]).to(self.device)
+            obs_t = torch.from_numpy(obs_buf[t]).to(self.device, dtype)
             dist = policy(obs_t.view(num_tasks, episodes_per_task, self.obs_dim), params)
-            noise = torch.randn(dist.mean.shape, generator=self.generator).to(self.device)
+            noise = torch.randn(dist.mean.shape, generator=self.generator).to(self.device, dtype)
             actions = (dist.mean + dist.stddev * noise).reshape(n, self.act_dim).cpu().numpy()
             obs, reward, term, trunc = env.step(actions)
             if not (np.isfinite(reward[active]).all() and np.isfinite(obs[active]).all()):
@@ -86,7 +88,8 @@ class BatchSampler:
 
         def to_tensor(buf: np.ndarray) -> torch.Tensor:
             arr = buf.reshape(horizon, num_tasks, episodes_per_task, *buf.shape[2:])
-            return torch.from_numpy(np.ascontiguousarray(np.moveaxis(arr, 0, 2))).to(self.device)
+            return torch.from_numpy(np.ascontiguousarray(np.moveaxis(arr, 0, 2))).to(self.device,
+                                                                                     dtype)
 
         return EpisodeBatch(
             observations=to_tensor(obs_buf), actions=to_tensor(act_buf),

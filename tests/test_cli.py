@@ -1,0 +1,116 @@
+"""The command line, end to end, in subprocesses with a tiny budget."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from metarl.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "maml_trpo" / "navigation_2d.yaml"
+TINY = ["--set", "train.iterations=2", "--set", "algo.meta_batch_size=3",
+        "--set", "sampler.episodes_per_task=2", "--set", "sampler.eval_episodes_per_task=2",
+        "--set", "env.horizon=20", "--set", "train.checkpoint_every=1"]
+
+
+def metarl(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "metarl", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _scalar_tags(directory):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(directory))
+    acc.Reload()
+    return acc, set(acc.Tags()["scalars"])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("cli")
+    run_dir = work / "run"
+    proc = metarl("train", CONFIG, *TINY, "--seed", 3, "--device", "cpu", "--run-dir", run_dir,
+                  cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    return run_dir, proc
+
+
+def test_train_writes_the_run_directory(trained_run):
+    run_dir, proc = trained_run
+    assert "iter 1/2" in proc.stdout and "iter 2/2" in proc.stdout
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert cfg["train"]["seed"] == 3 and cfg["train"]["iterations"] == 2
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    assert meta["device"] == "cpu" and meta["torch"] and meta["metarl_version"]
+    rows = list(csv.DictReader(open(run_dir / "progress.csv")))
+    assert [int(r["iteration"]) for r in rows] == [1, 2]
+    assert int(rows[1]["env_steps"]) > int(rows[0]["env_steps"]) > 0
+    assert float(rows[0]["meta_train/return/adapt_1"]) < 0
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert ckpts == ["iter_000001.pt", "iter_000002.pt"]
+    state = load_checkpoint(run_dir / "checkpoints" / "iter_000002.pt")
+    assert state["iteration"] == 2 and state["algo"] == "maml_trpo"
+
+    acc, tags = _scalar_tags(run_dir)
+    for tag in ["meta_train/return/adapt_0", "meta_train/return/adapt_1", "meta_train/return/gain",
+                "losses/kl_before", "losses/kl_after", "losses/surrogate_before",
+                "losses/surrogate_after", "losses/inner_loss", "time/sps", "time/iteration",
+                "time/sample_s", "time/update_s", "diagnostics/line_search_steps",
+                "diagnostics/cg_residual"]:
+        assert tag in tags, tag
+    steps = [e.step for e in acc.Scalars("meta_train/return/adapt_0")]
+    assert steps == [int(r["env_steps"]) for r in rows], "x-axis is total env steps"
+
+
+def test_eval_writes_curve_plot_and_scalars(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    out = tmp_path / "eval"
+    proc = metarl("eval", run_dir, "--tasks", 5, "--grad-steps", 2, "--seed", 7, "--out", out,
+                  "--device", "cpu", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(open(out / "adaptation.csv")))
+    assert list(rows[0]) == ["method", "step", "mean_return", "stderr", "n_tasks"]
+    assert [(r["method"], int(r["step"]), int(r["n_tasks"])) for r in rows] == [
+        ("maml", 0, 5), ("maml", 1, 5), ("maml", 2, 5)]
+    assert all(float(r["mean_return"]) < 0 and float(r["stderr"]) >= 0 for r in rows)
+    assert (out / "adaptation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    _, tags = _scalar_tags(out)
+    assert {"meta_test/return/adapt_0", "meta_test/return/adapt_1",
+            "meta_test/return/adapt_2"} <= tags
+    # Same seed, same numbers: evaluation is reproducible.
+    again = metarl("eval", run_dir, "--tasks", 5, "--grad-steps", 2, "--seed", 7,
+                   "--out", tmp_path / "again", "--device", "cpu", cwd=tmp_path)
+    assert again.returncode == 0
+    assert (tmp_path / "again" / "adaptation.csv").read_text() == (out / "adaptation.csv").read_text()
+
+
+def test_envs_lists_navigation(tmp_path):
+    proc = metarl("envs", cwd=tmp_path)
+    assert proc.returncode == 0 and "Navigation2D-v0" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", CONFIG, "--set", "algo.max_kll=0.1"], "algo.max_kll: unknown key; did you mean 'max_kl'?"),
+    (["train", "missing.yaml"], "config file not found: missing.yaml"),
+    (["train", CONFIG, "--set", "env.id=Navigaton2D-v0"], "did you mean 'Navigation2D-v0'?"),
+    (["train", CONFIG, "--set", "env.kwargs.distanse=squared"], "distanse"),
+    (["eval", "not_a_run"], "not_a_run is not a directory"),
+])
+def test_errors_are_one_line_and_exit_2(tmp_path, args, message):
+    proc = metarl(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_eval_refuses_a_directory_that_is_not_a_run(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = metarl("eval", tmp_path / "empty", cwd=tmp_path)
+    assert proc.returncode == 2 and "is not a metarl run directory" in proc.stderr

@@ -1,0 +1,84 @@
+"""Config loading, overrides and error messages."""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from metarl.config import Config, ConfigError, describe_fields, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "configs").rglob("*.yaml"))
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_and_typed_overrides(tmp_path):
+    cfg = load_config(_write(tmp_path, "algo:\n  max_kl: 0.02\n"),
+                      ["algo.inner_step_size=0.5", "train.iterations=7", "algo.first_order=true",
+                       "env.kwargs.distance=squared", "policy.hidden_sizes=[32, 16]"])
+    assert cfg.algo.max_kl == 0.02 and cfg.algo.inner_step_size == 0.5
+    assert cfg.train.iterations == 7 and cfg.algo.first_order is True
+    assert cfg.env.kwargs == {"distance": "squared"}
+    assert cfg.policy.hidden_sizes == [32, 16]
+    assert isinstance(load_config(None, ["algo.max_kl=1"]).algo.max_kl, float)
+
+
+@pytest.mark.parametrize("overrides, pattern", [
+    (["algo.max_k=0.1"], r"algo\.max_k: unknown key; did you mean 'max_kl'\?"),
+    (["algorithm.max_kl=0.1"], r"algorithm: unknown section"),
+    (["trian.iterations=3"], r"trian: unknown section; did you mean 'train'\?"),
+    (["train.iterations=ten"], r"train\.iterations: expected an integer, got 'ten'"),
+    (["train.iterations=2.5"], r"train\.iterations: expected an integer, got 2\.5"),
+    (["train.iterations=0"], r"train\.iterations: 0 is out of range; must be >= 1"),
+    (["algo.max_kl=-0.1"], r"algo\.max_kl: -0\.1 is out of range; must be > 0"),
+    (["algo.gamma=1.5"], r"algo\.gamma: 1\.5 is out of range; must be <= 1"),
+    (["algo.max_kl=.nan"], r"algo\.max_kl: expected a finite number"),
+    (["algo.first_order=maybe"], r"algo\.first_order: expected a boolean"),
+    (["train.device=tpu"], r"train\.device: 'tpu' is not allowed; choose one of 'auto', 'cpu', 'cuda'"),
+    (["policy.hidden_sizes=[64, -1]"], r"policy\.hidden_sizes\[1\]: -1 is out of range"),
+    (["policy.hidden_sizes=64"], r"policy\.hidden_sizes: expected a list of integers"),
+    (["algo"], r"expected section\.key=value"),
+    (["policy.min_std=2.0"], r"policy\.min_std: 2\.0 must not exceed policy\.init_std"),
+])
+def test_bad_values_name_the_key(overrides, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(None, overrides)
+
+
+def test_unknown_key_in_file_names_the_file(tmp_path):
+    path = _write(tmp_path, "sampler:\n  episodes_per_tsk: 3\n")
+    with pytest.raises(ConfigError, match=r"sampler\.episodes_per_tsk: unknown key; did you mean "
+                                          r"'episodes_per_task'\?.*cfg\.yaml"):
+        load_config(path)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found: .*nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "algo: [unclosed\n"))
+    with pytest.raises(ConfigError, match="expected a mapping with sections"):
+        load_config(_write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ConfigError, match=r"^algo: expected a mapping"):
+        load_config(_write(tmp_path, "algo: 3\n"))
+
+
+def test_every_key_has_a_doc():
+    for key, _, doc in describe_fields():
+        assert doc, f"{key} has no doc"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
+def test_shipped_configs_load_and_comment_every_key(path):
+    load_config(path)
+    data = yaml.safe_load(path.read_text())
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if re.match(r"^\s+[a-z_]+:", line):  # keys inside sections
+            assert "#" in line, f"{path.name}:{lineno} has no comment: {line!r}"
+    assert set(data) == set(Config().to_dict()), "shipped configs spell out every section"
