@@ -64,7 +64,8 @@ class RunLogger:
 
     def _progress_line(self, row: dict[str, Any]) -> str:
         width = len(str(self.total_iterations))
-        returns = sorted(k for k in row if k.startswith("meta_train/return/adapt_"))
+        prefix = "meta_train/return/adapt_"
+        returns = sorted((k for k in row if k.startswith(prefix)), key=lambda k: int(k[len(prefix):]))
         pre, post = row[returns[0]], row[returns[-1]]
         kl = row.get("losses/kl_after", math.nan)
         return (f"iter {row['iteration']:>{width}}/{self.total_iterations} | "

@@ -38,3 +38,23 @@ def test_variants_run_and_respect_the_trust_region(overrides):
             assert s["losses/kl_after"] <= 0.01
     if "algo.inner_steps=2" in overrides:
         assert "meta_train/return/adapt_2" in stats[0]
+
+
+def test_non_finite_meta_gradient_skips_the_update():
+    cfg = load_config(None, ["algo.meta_batch_size=2", "sampler.episodes_per_task=2", "env.horizon=10"])
+    algo = build(cfg, torch.device("cpu")).algo
+    before = [p.detach().clone() for p in algo.policy.parameters()]
+    real_advantages, calls = algo.advantages, []
+
+    def poisoned(batch):  # calls: inner step while sampling, inner step in the graph, outer
+        calls.append(batch)
+        adv = real_advantages(batch)
+        return adv if len(calls) < 3 else torch.full_like(adv, float("nan"))
+
+    algo.advantages = poisoned
+    stats = algo.train_iteration()
+    assert len(calls) == 3
+    assert stats["diagnostics/skipped_updates"] == 1.0
+    assert stats["diagnostics/step_accepted"] == 0.0
+    for p, q in zip(algo.policy.parameters(), before):
+        assert torch.equal(p, q)

@@ -23,6 +23,7 @@ import torch
 
 from ..config import AlgoConfig
 from ..optim import (
+    LineSearchResult,
     backtracking_line_search,
     conjugate_gradient,
     flat,
@@ -132,34 +133,35 @@ class MAMLTRPO:
         loss_before, kl_before = surrogate(create_graph=not cfg.first_order)
         grads = torch.autograd.grad(loss_before, theta, retain_graph=True)
         grad_kl = torch.autograd.grad(kl_before, theta, create_graph=True)
-        stats: dict[str, float] = {}
         flat_grad = flat(grads).detach()
-        if not torch.isfinite(flat_grad).all() or not torch.isfinite(loss_before):
-            stats["diagnostics/skipped_updates"] = 1.0
-            accepted, ls_steps, fraction, loss_after, kl_after, residual = (
-                False, 0, 0.0, float("nan"), float("nan"), float("nan"))
-        else:
-            hvp = hessian_vector_product(grad_kl, theta, cfg.cg_damping)
+        hvp = hessian_vector_product(grad_kl, theta, cfg.cg_damping)
+        full_step, residual = None, float("nan")
+        if torch.isfinite(flat_grad).all() and torch.isfinite(loss_before):
             direction, residual = conjugate_gradient(hvp, flat_grad, cfg.cg_iters)
-            full_step = trust_region_step(direction, hvp, cfg.max_kl)
-            del grad_kl, hvp
+            try:
+                full_step = trust_region_step(direction, hvp, cfg.max_kl)
+            except FloatingPointError:  # curvature not positive: no trustworthy step
+                pass
+        del grad_kl, hvp
+        if full_step is None:  # skip the update, keep theta
+            result = LineSearchResult(False, 0, 0.0, float("nan"), float("nan"))
+        else:
             old_vector = flat(theta).detach().clone()
 
             def evaluate(fraction: float) -> tuple[float, float]:
                 _assign(theta, old_vector - fraction * full_step)
-                loss, kl = surrogate(create_graph=False)
+                with torch.no_grad():  # the inner step re-enables grad for its own gradient
+                    loss, kl = surrogate(create_graph=False)
                 return loss.item(), kl.item()
 
             result = backtracking_line_search(evaluate, loss_before.item(), cfg.max_kl,
                                               cfg.ls_max_steps, cfg.ls_backtrack_ratio)
             if not result.accepted:
                 _assign(theta, old_vector)
-            accepted, ls_steps, fraction = result.accepted, result.steps, result.step_fraction
-            loss_after, kl_after = result.loss, result.kl
-            stats["diagnostics/skipped_updates"] = 0.0
         update_s = time.perf_counter() - t1
 
         env_steps = sum(b.num_steps for b in batches)
+        stats: dict[str, float] = {"diagnostics/skipped_updates": float(full_step is None)}
         for k, batch in enumerate(batches):
             stats[f"meta_train/return/adapt_{k}"] = batch.episode_returns().mean().item()
         stats["meta_train/return/gain"] = (stats[f"meta_train/return/adapt_{len(batches) - 1}"]
@@ -167,12 +169,12 @@ class MAMLTRPO:
         stats.update({
             "losses/inner_loss": inner_loss,
             "losses/surrogate_before": loss_before.item(),
-            "losses/surrogate_after": loss_after,
+            "losses/surrogate_after": result.loss,
             "losses/kl_before": kl_before.item(),
-            "losses/kl_after": kl_after,
-            "diagnostics/line_search_steps": float(ls_steps),
-            "diagnostics/step_accepted": float(accepted),
-            "diagnostics/step_fraction": fraction,
+            "losses/kl_after": result.kl,
+            "diagnostics/line_search_steps": float(result.steps),
+            "diagnostics/step_accepted": float(result.accepted),
+            "diagnostics/step_fraction": result.step_fraction,
             "diagnostics/cg_residual": residual,
             "time/sample_s": sample_s,
             "time/update_s": update_s,
