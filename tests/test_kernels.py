@@ -91,8 +91,8 @@ def _slice(batch, i):
 def test_meta_kl_hvp_through_inner_step_matches_finite_differences():
     """The second-order Fisher-vector product used by the TRPO meta-step."""
     policy, sampler, algo, tasks = _nav_setup()
-    batches, old = algo.adapt(tasks, 1, [0.1], 4)
-    train = [(batches[0], algo.advantages(batches[0]))]
+    batches, advantages, old = algo.adapt(tasks, 1, [0.1], 4)
+    train = [(batches[0], advantages[0])]
     valid = batches[1]
     valid_adv = algo.advantages(valid)
     old_dist = policy(valid.observations, old)

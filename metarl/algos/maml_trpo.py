@@ -79,23 +79,26 @@ class MAMLTRPO:
         return {k: v - step_size * g for (k, v), g in zip(params.items(), grads)}
 
     def adapt(self, tasks: Sequence[Any], num_steps: int, step_sizes: Sequence[float],
-              episodes_per_task: int) -> tuple[list[EpisodeBatch], Params]:
+              episodes_per_task: int
+              ) -> tuple[list[EpisodeBatch], list[torch.Tensor], Params]:
         """Sample and adapt ``num_steps`` times for every task at once.
 
         Returns the ``num_steps + 1`` batches (batch ``k`` sampled after ``k``
-        adaptation steps) and the final per-task parameters. ``step_sizes[k]`` is
-        used for step ``k`` (the last entry repeats).
+        adaptation steps), the advantages each adaptation step used (one per
+        batch but the last) and the final per-task parameters. ``step_sizes[k]``
+        is used for step ``k`` (the last entry repeats).
         """
         params = stack_params(_detached(self.policy.params()), len(tasks))
-        batches = []
+        batches, advantages = [], []
         for k in range(num_steps + 1):
             batch = self.sampler.sample(self.policy, params, tasks, episodes_per_task)
             batches.append(batch)
             if k < num_steps:
+                advantages.append(self.advantages(batch))
                 step_size = step_sizes[min(k, len(step_sizes) - 1)]
-                params = _detached(self.inner_step(params, batch, self.advantages(batch),
-                                                   step_size, create_graph=False))
-        return batches, params
+                params = _detached(self.inner_step(params, batch, advantages[-1], step_size,
+                                                   create_graph=False))
+        return batches, advantages, params
 
     def _adapted_from_meta(self, train: Sequence[tuple[EpisodeBatch, torch.Tensor]],
                            create_graph: bool) -> Params:
@@ -111,12 +114,12 @@ class MAMLTRPO:
         cfg = self.cfg
         t0 = time.perf_counter()
         tasks = self.sampler.sample_tasks(cfg.meta_batch_size, self.task_rng)
-        batches, old_params = self.adapt(tasks, cfg.inner_steps, [cfg.inner_step_size],
-                                         self.episodes_per_task)
+        batches, train_advantages, old_params = self.adapt(
+            tasks, cfg.inner_steps, [cfg.inner_step_size], self.episodes_per_task)
         sample_s = time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        train = [(b, self.advantages(b)) for b in batches[:-1]]
+        train = list(zip(batches[:-1], train_advantages))
         valid = batches[-1]
         valid_adv = self.advantages(valid)
         with torch.no_grad():
