@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
 
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
