@@ -155,8 +155,7 @@ class Navigation2DBatchEnv(BatchTaskEnv):
     Same dynamics and reward as :class:`Navigation2DEnv` (see its docstring).
     """
 
-    def __init__(self, num_envs: int, horizon: int = 100, seed: int | None = None,
-                 distance: str = "euclidean", goal_low: float = -0.5, goal_high: float = 0.5,
+    def __init__(self, num_envs: int, horizon: int = 100, distance: str = "euclidean", goal_low: float = -0.5, goal_high: float = 0.5,
                  max_action: float = 0.1, goal_tolerance: float = 0.01) -> None:
         self.params = NavigationParams(distance, goal_low, goal_high, max_action, goal_tolerance)
         if num_envs < 1 or horizon < 1:

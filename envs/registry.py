@@ -55,13 +55,13 @@ class TaskFamilySpec:
         """A gymnasium env of this family (with the family's time limit)."""
         return gymnasium.make(self.gym_id, **kwargs)
 
-    def make_batch_env(self, num_envs: int, horizon: int | None = None, seed: int | None = None,
+    def make_batch_env(self, num_envs: int, horizon: int | None = None,
                        **kwargs: Any) -> BatchTaskEnv:
         """A batched env stepping ``num_envs`` simulations at once."""
         if self.batch_entry_point is None:
             raise ValueError(f"task family '{self.id}' has no batched env")
         factory = _resolve(self.batch_entry_point)
-        return factory(num_envs=num_envs, horizon=horizon or self.max_episode_steps, seed=seed,
+        return factory(num_envs=num_envs, horizon=horizon or self.max_episode_steps,
                        **{**self.default_kwargs, **kwargs})
 
 

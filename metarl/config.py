@@ -214,7 +214,7 @@ def config_from_dict(data: Any, source: str = "config") -> Config:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping with sections "
+        raise ConfigError(f"top level: expected a mapping with sections "
                           f"{', '.join(_SECTION_TYPES)}, got {type(data).__name__}")
     sections = {}
     for name, value in data.items():
@@ -282,12 +282,10 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> Confi
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML: {err}") from None
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping with sections "
-                              f"{', '.join(_SECTION_TYPES)}, got {type(data).__name__}")
-    data = apply_overrides(data, overrides)
+    if data is None:  # an empty file
+        data = {}
+    if isinstance(data, dict):  # anything else is reported by config_from_dict below
+        data = apply_overrides(data, overrides)
     try:
         return config_from_dict(data, source)
     except ConfigError as err:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import random
 import socket
@@ -135,6 +134,4 @@ def prepare_run_dir(run_dir: Path, cfg: Config, device: torch.device) -> Path:
         (run_dir / "metadata.json").write_text(json.dumps(metadata(device), indent=2) + "\n")
     except OSError as err:
         raise ConfigError(f"run directory {run_dir} is not writable: {err.strerror}") from None
-    if not os.access(run_dir, os.W_OK):
-        raise ConfigError(f"run directory {run_dir} is not writable")
     return run_dir
