@@ -16,6 +16,10 @@ import gymnasium
 import numpy as np
 
 
+class TaskFamilyError(ValueError):
+    """Invalid family definition, keyword arguments or model file; the message names them."""
+
+
 class TaskEnvMixin:
     """Methods a single gymnasium env of a task family provides."""
 
@@ -35,10 +39,15 @@ class TaskEnvMixin:
 class BatchTaskEnv(abc.ABC):
     """``num_envs`` simulations of one family stepped together, numpy in and out.
 
-    ``reset(tasks)`` starts one episode per simulation (``len(tasks) == num_envs``);
-    ``step(actions)`` returns ``(obs, reward, terminated, truncated)`` with shapes
-    ``[N, obs_dim]``, ``[N]``, ``[N]``, ``[N]``. A simulation whose episode ended keeps
-    being stepped with finite values until the next reset; callers mask it out.
+    ``reset(tasks, seeds)`` starts one episode per simulation (``len(tasks) == num_envs``);
+    simulation ``i`` draws its initial-state noise from ``np.random.default_rng(seeds[i])``,
+    exactly as the gymnasium env does after ``reset(seed=seeds[i])``. ``step(actions)``
+    returns ``(obs, reward, terminated, truncated, info)`` with shapes ``[N, obs_dim]``,
+    ``[N]``, ``[N]``, ``[N]``. ``info["diverged"]`` (``[N]`` bool, when present) marks
+    simulations whose physics became unstable during this step: their episode is
+    truncated there, their reward is 0 and their observation finite but meaningless.
+    A simulation whose episode ended keeps being stepped with finite values until the
+    next reset; callers mask it out.
     """
 
     num_envs: int
@@ -51,14 +60,21 @@ class BatchTaskEnv(abc.ABC):
         """Draw ``n`` tasks from the family's distribution."""
 
     @abc.abstractmethod
-    def reset(self, tasks: Sequence[Any]) -> np.ndarray:
+    def reset(self, tasks: Sequence[Any], seeds: Sequence[int] | None = None) -> np.ndarray:
         """Start an episode in every simulation; ``tasks[i]`` is simulation i's task."""
 
     @abc.abstractmethod
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def step(self, actions: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Advance every simulation by one control step."""
 
-    def _check_tasks(self, tasks: Sequence[Any]) -> None:
+    def close(self) -> None:
+        """Release resources (threads, processes); the env is unusable afterwards."""
+
+    def _check_tasks(self, tasks: Sequence[Any], seeds: Sequence[int] | None = None) -> None:
         if len(tasks) != self.num_envs:
             raise ValueError(f"{type(self).__name__}.reset: got {len(tasks)} tasks for "
+                             f"{self.num_envs} simulations")
+        if seeds is not None and len(seeds) != self.num_envs:
+            raise ValueError(f"{type(self).__name__}.reset: got {len(seeds)} seeds for "
                              f"{self.num_envs} simulations")

@@ -10,15 +10,9 @@ import numpy as np
 from gymnasium import spaces
 
 from .base import BatchTaskEnv, TaskEnvMixin
+from .tasks import GoalTask
 
 DISTANCES = ("euclidean", "squared")
-
-
-@dataclass(frozen=True)
-class GoalTask:
-    """A goal position in the plane."""
-
-    goal: tuple[float, float]
 
 
 def sample_goal_tasks(n: int, rng: np.random.Generator, low: float, high: float) -> list[GoalTask]:
@@ -155,8 +149,10 @@ class Navigation2DBatchEnv(BatchTaskEnv):
     Same dynamics and reward as :class:`Navigation2DEnv` (see its docstring).
     """
 
-    def __init__(self, num_envs: int, horizon: int = 100, distance: str = "euclidean", goal_low: float = -0.5, goal_high: float = 0.5,
+    def __init__(self, num_envs: int, horizon: int = 100, threads: int = 0,
+                 distance: str = "euclidean", goal_low: float = -0.5, goal_high: float = 0.5,
                  max_action: float = 0.1, goal_tolerance: float = 0.01) -> None:
+        del threads  # numpy steps all simulations in one thread; accepted for a uniform API
         self.params = NavigationParams(distance, goal_low, goal_high, max_action, goal_tolerance)
         if num_envs < 1 or horizon < 1:
             raise ValueError(f"Navigation2D: num_envs and horizon must be >= 1, "
@@ -170,16 +166,17 @@ class Navigation2DBatchEnv(BatchTaskEnv):
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[GoalTask]:
         return sample_goal_tasks(n, rng, self.params.goal_low, self.params.goal_high)
 
-    def reset(self, tasks: Sequence[GoalTask]) -> np.ndarray:
-        self._check_tasks(tasks)
+    def reset(self, tasks: Sequence[GoalTask], seeds: Sequence[int] | None = None) -> np.ndarray:
+        self._check_tasks(tasks, seeds)  # the start state is deterministic: seeds are unused
         self._goals = np.array([t.goal for t in tasks], dtype=np.float64).reshape(self.num_envs, 2)
         self._state = np.zeros((self.num_envs, 2), dtype=np.float64)
         self._t = 0
         return self._state.astype(np.float32)
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def step(self, actions: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         self._state, reward, terminated = navigation_step(self._state, self._goals, actions,
                                                           self.params)
         self._t += 1
         truncated = np.full(self.num_envs, self._t >= self.horizon)
-        return self._state.astype(np.float32), reward, terminated, truncated
+        return self._state.astype(np.float32), reward, terminated, truncated, {}

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import gymnasium
 
-from .base import BatchTaskEnv
+from .base import BatchTaskEnv, TaskFamilyError
 
 NAMESPACE = "metarl"
 
@@ -51,18 +51,27 @@ class TaskFamilySpec:
     def has_batch_env(self) -> bool:
         return self.batch_entry_point is not None
 
-    def make_env(self, **kwargs: Any) -> gymnasium.Env:
-        """A gymnasium env of this family (with the family's time limit)."""
-        return gymnasium.make(self.gym_id, **kwargs)
+    def make_env(self, max_episode_steps: int | None = None, **kwargs: Any) -> gymnasium.Env:
+        """A gymnasium env of this family, truncated at ``max_episode_steps``
+        (default: the family's horizon). Bad kwargs raise :class:`TaskFamilyError`."""
+        try:
+            return gymnasium.make(self.gym_id, max_episode_steps=max_episode_steps, **kwargs)
+        except (TypeError, ValueError) as err:
+            raise TaskFamilyError(f"task family '{self.id}': {err}") from None
 
-    def make_batch_env(self, num_envs: int, horizon: int | None = None,
+    def make_batch_env(self, num_envs: int, horizon: int | None = None, threads: int = 0,
                        **kwargs: Any) -> BatchTaskEnv:
-        """A batched env stepping ``num_envs`` simulations at once."""
+        """A batched env stepping ``num_envs`` simulations at once (``threads``: 0 = all
+        cores, where the env is multithreaded). Bad kwargs raise :class:`TaskFamilyError`."""
         if self.batch_entry_point is None:
-            raise ValueError(f"task family '{self.id}' has no batched env")
+            raise TaskFamilyError(f"task family '{self.id}' has no batched env; "
+                                  "use sampler.backend: gym")
         factory = _resolve(self.batch_entry_point)
-        return factory(num_envs=num_envs, horizon=horizon or self.max_episode_steps,
-                       **{**self.default_kwargs, **kwargs})
+        try:
+            return factory(num_envs=num_envs, horizon=horizon or self.max_episode_steps,
+                           threads=threads, **{**self.default_kwargs, **kwargs})
+        except (TypeError, ValueError) as err:
+            raise TaskFamilyError(f"task family '{self.id}': {err}") from None
 
 
 _REGISTRY: dict[str, TaskFamilySpec] = {}
