@@ -137,7 +137,7 @@ def get_task_family(family_id: str) -> TaskFamilySpec:
     try:
         return _REGISTRY[canonical]
     except KeyError:
-        close = difflib.get_close_matches(canonical, list(_REGISTRY), n=3, cutoff=0.4)
+        close = difflib.get_close_matches(canonical, list(_REGISTRY), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownTaskFamilyError(
             f"unknown task family {family_id!r}{hint} "

@@ -53,8 +53,11 @@ class PolicyConfig:
 
 @dataclass
 class SamplerConfig:
-    backend: str = _field("batch", "Rollout backend: vectorized numpy/MuJoCo batch env.",
-                          choices=("batch",))
+    backend: str = _field("auto", "Rollout backend: batch (the family's batched env, one "
+                          "vectorized call per step), gym (gymnasium SyncVectorEnv of its "
+                          "gymnasium env), auto (batch when the family has one, else gym).",
+                          choices=("auto", "batch", "gym"))
+    threads: int = _field(0, "Threads stepping MuJoCo batched envs (0 = all CPU cores).", ge=0)
     episodes_per_task: int = _field(20, "Episodes per task per adaptation step in training.", ge=1)
     eval_episodes_per_task: int = _field(40, "Episodes per task per step in meta-evaluation.", ge=1)
 

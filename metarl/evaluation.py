@@ -94,7 +94,7 @@ def evaluate_run(run_dir: Path, num_tasks: int = 40, grad_steps: int = 3, seed: 
         raise CheckpointError(f"{ckpt_path} was written by algorithm {state.get('algo')!r}, "
                               f"expected {parts.algo.name!r}")
     parts.algo.load_state_dict(state["algo_state"])
-    parts.sampler.generator.manual_seed(derive_seed(seed, STREAM_EVAL_ACTIONS))
+    parts.sampler.reseed(derive_seed(seed, STREAM_EVAL_ACTIONS))
     task_rng = np.random.default_rng(derive_seed(seed, STREAM_EVAL_TASKS))
     tasks = parts.sampler.sample_tasks(num_tasks, task_rng)
     batches, _, _ = parts.algo.adapt(tasks, grad_steps, cfg.algo.eval_step_sizes,

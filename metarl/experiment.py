@@ -20,7 +20,7 @@ import yaml
 from . import __version__
 from .algos import MAMLTRPO
 from .config import Config, ConfigError
-from .envs import TaskFamilySpec, UnknownTaskFamilyError, get_task_family
+from .envs import TaskFamilyError, TaskFamilySpec, UnknownTaskFamilyError, get_task_family
 from .policies import GaussianMLPPolicy
 from .samplers import BatchSampler
 
@@ -62,15 +62,17 @@ def build(cfg: Config, device: torch.device) -> Components:
         family = get_task_family(cfg.env.id)
     except UnknownTaskFamilyError as err:
         raise ConfigError(f"env.id: {err}") from None
-    if not family.has_batch_env:
-        raise ConfigError(f"env.id: family '{family.id}' has no batched env, which "
-                          f"sampler.backend='{cfg.sampler.backend}' needs")
+    backend = cfg.sampler.backend
+    if backend == "auto":
+        backend = "batch" if family.has_batch_env else "gym"
+    elif backend == "batch" and not family.has_batch_env:
+        raise ConfigError(f"sampler.backend: family '{family.id}' has no batched env; "
+                          "use 'gym' (or 'auto')")
     try:
         sampler = BatchSampler(family, cfg.env.kwargs, cfg.env.horizon, device,
-                               seed=derive_seed(seed, STREAM_ACTIONS))
-    except TypeError as err:  # unknown keyword argument of the family
-        raise ConfigError(f"env.kwargs: {err}") from None
-    except ValueError as err:
+                               seed=derive_seed(seed, STREAM_ACTIONS), backend=backend,
+                               threads=cfg.sampler.threads)
+    except TaskFamilyError as err:  # unknown or out-of-range kwargs, broken model file
         raise ConfigError(f"env.kwargs: {err}") from None
     policy = GaussianMLPPolicy(sampler.obs_dim, sampler.act_dim, cfg.policy.hidden_sizes,
                                cfg.policy.activation, cfg.policy.init_std,

@@ -6,7 +6,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import metarl.envs
-from metarl.envs import UnknownTaskFamilyError, get_task_family, list_task_families, register_task_family
+from metarl.envs import TaskFamilyError, UnknownTaskFamilyError, get_task_family, list_task_families, register_task_family
 from metarl.envs.navigation import GoalTask, Navigation2DBatchEnv, Navigation2DEnv
 
 
@@ -27,22 +27,24 @@ def test_check_env_on_every_registered_family(spec):
 @pytest.mark.parametrize("spec", [s for s in list_task_families() if s.has_batch_env],
                          ids=lambda s: s.id)
 def test_batch_env_matches_single_env(spec):
-    horizon = 25
-    batch_env = spec.make_batch_env(4, horizon=horizon)
+    """Same task, seed and actions: same observations and rewards (batched vs gymnasium)."""
+    horizon = 40
+    batch_env = spec.make_batch_env(4, horizon=horizon, threads=2)
     tasks = batch_env.sample_tasks(2, np.random.default_rng(1))
     sim_tasks = [tasks[0], tasks[0], tasks[1], tasks[1]]
+    seeds = [3, 4, 5, 6]
     rng = np.random.default_rng(2)
     shape = (horizon, 4, *batch_env.action_space.shape)
-    actions = rng.normal(scale=0.08, size=shape).astype(np.float32)
-    batch_obs = [batch_env.reset(sim_tasks)]
+    actions = (rng.normal(size=shape) * batch_env.action_space.high * 0.6).astype(np.float32)
+    batch_obs = [batch_env.reset(sim_tasks, seeds)]
     batch_rew, batch_done = [], []
     for t in range(horizon):
-        obs, rew, term, trunc = batch_env.step(actions[t])
+        obs, rew, term, trunc, _ = batch_env.step(actions[t])
         batch_obs.append(obs), batch_rew.append(rew), batch_done.append(term | trunc)
     for i, task in enumerate(sim_tasks):
         env = gymnasium.make(spec.gym_id, max_episode_steps=horizon)
         env.unwrapped.set_task(task)
-        obs, _ = env.reset(seed=3)
+        obs, _ = env.reset(seed=seeds[i])
         np.testing.assert_allclose(obs, batch_obs[0][i], atol=1e-6)
         for t in range(horizon):
             obs, rew, term, trunc, info = env.step(actions[t, i])
@@ -97,7 +99,7 @@ def test_bad_family_kwargs_are_rejected():
         Navigation2DEnv(distance="manhattan")
     with pytest.raises(ValueError, match="goal_low"):
         Navigation2DBatchEnv(num_envs=2, goal_low=1.0, goal_high=0.0)
-    with pytest.raises(TypeError):
+    with pytest.raises(TaskFamilyError, match="Navigation2D-v0.*nonsense"):
         get_task_family("Navigation2D-v0").make_batch_env(2, nonsense=1)
 
 

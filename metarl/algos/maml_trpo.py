@@ -164,7 +164,9 @@ class MAMLTRPO:
         update_s = time.perf_counter() - t1
 
         env_steps = sum(b.num_steps for b in batches)
-        stats: dict[str, float] = {"diagnostics/skipped_updates": float(full_step is None)}
+        stats: dict[str, float] = {"diagnostics/skipped_updates": float(full_step is None),
+                                   "diagnostics/sim_diverged":
+                                       float(sum(b.num_diverged for b in batches))}
         for k, batch in enumerate(batches):
             stats[f"meta_train/return/adapt_{k}"] = batch.episode_returns().mean().item()
         stats["meta_train/return/gain"] = (stats[f"meta_train/return/adapt_{len(batches) - 1}"]

@@ -53,6 +53,12 @@ class GaussianMLPPolicy(nn.Module):
     def forward(self, obs: torch.Tensor, params: dict[str, torch.Tensor] | None = None
                 ) -> Independent:
         """Action distribution at ``obs`` under ``params`` (default: the module's own)."""
+        return Independent(Normal(*self.mean_std(obs, params)), 1)
+
+    def mean_std(self, obs: torch.Tensor, params: dict[str, torch.Tensor] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation (same shape) of the action distribution;
+        what samplers call in their inner loop, without building a distribution."""
         params = self.params() if params is None else params
         stacked = params["log_std"].dim() == 2
         x = obs
@@ -70,7 +76,7 @@ class GaussianMLPPolicy(nn.Module):
             x = x.reshape(obs.shape[0], *lead, self.act_dim)
             log_std = log_std.reshape(obs.shape[0], *([1] * len(lead)), self.act_dim)
         std = torch.exp(torch.clamp(log_std, min=self.min_log_std)).expand_as(x)
-        return Independent(Normal(x, std), 1)
+        return x, std
 
 
 def stack_params(params: dict[str, torch.Tensor], num_tasks: int

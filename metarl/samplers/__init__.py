@@ -1,6 +1,7 @@
 """Samplers: roll out policies for many tasks at once into an :class:`EpisodeBatch`."""
 
-from .batch_sampler import BatchSampler, NonFiniteSimulationError
+from .batch_sampler import BACKENDS, BatchSampler, NonFiniteActionError
 from .episode_batch import EpisodeBatch
+from .gym_vector import GymVectorEnv
 
-__all__ = ["BatchSampler", "EpisodeBatch", "NonFiniteSimulationError"]
+__all__ = ["BACKENDS", "BatchSampler", "EpisodeBatch", "GymVectorEnv", "NonFiniteActionError"]

@@ -10,38 +10,62 @@ import torch
 from ..envs import BatchTaskEnv, TaskFamilySpec
 from ..policies import GaussianMLPPolicy
 from .episode_batch import EpisodeBatch
+from .gym_vector import GymVectorEnv
+
+BACKENDS = ("batch", "gym")
 
 
-class NonFiniteSimulationError(RuntimeError):
-    """A simulation produced NaN or Inf observations or rewards."""
+class NonFiniteActionError(RuntimeError):
+    """The policy produced NaN or Inf actions (its parameters have diverged)."""
 
 
 class BatchSampler:
-    """Roll out a functional policy in a family's batched env.
+    """Roll out a functional policy in ``len(tasks) * episodes_per_task`` simulations.
 
-    One call to :meth:`sample` steps ``len(tasks) * episodes_per_task`` simulations
-    together; at each step the policy is evaluated once for all of them (with
-    per-task parameters when ``params`` are stacked). Action noise comes from a
-    CPU ``torch.Generator`` so a seed gives the same samples on CPU and GPU.
+    Backends: ``batch`` steps the family's batched env (one vectorized call per step
+    for all simulations; ``threads`` threads for MuJoCo families); ``gym`` steps a
+    gymnasium ``SyncVectorEnv`` of the family's gymnasium env. At each step the
+    policy is evaluated once for all simulations (with per-task parameters when
+    ``params`` are stacked). Action noise comes from a CPU ``torch.Generator`` and
+    initial-state noise from per-simulation seeds, so a seed gives the same samples
+    on CPU and GPU and with either backend.
+
+    A simulation that diverges (non-finite values, or MuJoCo's instability reset)
+    ends its episode before the diverged step, which is masked out; it is flagged
+    in ``EpisodeBatch.diverged``.
     """
 
     def __init__(self, family: TaskFamilySpec, env_kwargs: dict[str, Any] | None = None,
                  horizon: int | None = None, device: torch.device | str = "cpu",
-                 seed: int = 0) -> None:
+                 seed: int = 0, backend: str = "batch", threads: int = 0) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"sampler backend must be one of {BACKENDS}, got {backend!r}")
         self.family = family
         self.env_kwargs = dict(env_kwargs or {})
         self.horizon = horizon or family.max_episode_steps
         self.device = torch.device(device)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.backend, self.threads = backend, threads
+        self.generator = torch.Generator()
+        self.reset_rng = np.random.default_rng()
+        self.reseed(seed)
         self._envs: dict[int, BatchTaskEnv] = {}
         probe = self._env(1)
         self.obs_dim = int(np.prod(probe.observation_space.shape))
         self.act_dim = int(np.prod(probe.action_space.shape))
 
+    def reseed(self, seed: int) -> None:
+        """Restart the action-noise and initial-state streams from ``seed``."""
+        self.generator.manual_seed(seed)
+        self.reset_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+
     def _env(self, num_envs: int) -> BatchTaskEnv:
         if num_envs not in self._envs:
-            self._envs[num_envs] = self.family.make_batch_env(num_envs, horizon=self.horizon,
-                                                              **self.env_kwargs)
+            if self.backend == "batch":
+                env = self.family.make_batch_env(num_envs, horizon=self.horizon,
+                                                 threads=self.threads, **self.env_kwargs)
+            else:
+                env = GymVectorEnv(self.family, num_envs, self.horizon, **self.env_kwargs)
+            self._envs[num_envs] = env
         return self._envs[num_envs]
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
@@ -60,29 +84,42 @@ class BatchSampler:
         num_tasks, horizon = len(tasks), self.horizon
         n = num_tasks * episodes_per_task
         env = self._env(n)
-        obs = env.reset([task for task in tasks for _ in range(episodes_per_task)])
+        seeds = self.reset_rng.integers(0, 2**63 - 1, size=n)
+        obs = env.reset([task for task in tasks for _ in range(episodes_per_task)], seeds)
         obs_buf = np.zeros((horizon, n, self.obs_dim), dtype=np.float32)
         act_buf = np.zeros((horizon, n, self.act_dim), dtype=np.float32)
         rew_buf = np.zeros((horizon, n), dtype=np.float32)
         mask_buf = np.zeros((horizon, n), dtype=np.float32)
         active = np.ones(n, dtype=bool)
         terminated = np.zeros(n, dtype=bool)
+        diverged = np.zeros(n, dtype=bool)
         dtype = next(iter(params.values())).dtype
+        noise_shape = (num_tasks, episodes_per_task, self.act_dim)
         for t in range(horizon):
             obs_buf[t] = obs.reshape(n, self.obs_dim)
             obs_t = torch.from_numpy(obs_buf[t]).to(self.device, dtype)
-            dist = policy(obs_t.view(num_tasks, episodes_per_task, self.obs_dim), params)
-            noise = torch.randn(dist.mean.shape, generator=self.generator).to(self.device, dtype)
-            actions = (dist.mean + dist.stddev * noise).reshape(n, self.act_dim).cpu().numpy()
-            obs, reward, term, trunc = env.step(actions)
-            if not (np.isfinite(reward[active]).all() and np.isfinite(obs[active]).all()):
-                raise NonFiniteSimulationError(
-                    f"task family '{self.family.id}': non-finite observation or reward at step {t}")
+            mean, std = policy.mean_std(obs_t.view(num_tasks, episodes_per_task, self.obs_dim),
+                                        params)
+            noise = torch.randn(noise_shape, generator=self.generator).to(self.device, dtype)
+            actions = (mean + std * noise).reshape(n, self.act_dim).cpu().numpy()
+            if not np.isfinite(actions).all():
+                raise NonFiniteActionError(f"task family '{self.family.id}': the policy produced "
+                                           f"non-finite actions at step {t}")
+            obs, reward, term, trunc, info = env.step(actions)
+            bad = ~(np.isfinite(reward) & np.isfinite(obs.reshape(n, -1)).all(axis=1))
+            if "diverged" in info:
+                bad |= info["diverged"]
+            if bad.any():  # the step never happened for learning: mask it, end the episode
+                obs = np.where(bad[:, None], 0.0, obs.reshape(n, -1))
+                diverged |= active & bad
+                live = active & ~bad
+            else:
+                live = active
             act_buf[t] = actions
-            rew_buf[t] = np.where(active, reward, 0.0)
-            mask_buf[t] = active
-            terminated |= active & term
-            active &= ~(term | trunc)
+            rew_buf[t] = np.where(live, reward, 0.0)
+            mask_buf[t] = live
+            terminated |= live & term
+            active = live & ~(term | trunc)
             if not active.any():
                 break
 
@@ -91,14 +128,25 @@ class BatchSampler:
             return torch.from_numpy(np.ascontiguousarray(np.moveaxis(arr, 0, 2))).to(self.device,
                                                                                      dtype)
 
+        def flags(arr: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(arr.reshape(num_tasks, episodes_per_task)).to(self.device)
+
         return EpisodeBatch(
             observations=to_tensor(obs_buf), actions=to_tensor(act_buf),
             rewards=to_tensor(rew_buf), mask=to_tensor(mask_buf),
-            terminated=torch.from_numpy(terminated.reshape(num_tasks, episodes_per_task)
-                                        ).to(self.device))
+            terminated=flags(terminated), diverged=flags(diverged))
+
+    def close(self) -> None:
+        """Release the envs (threads, vector envs)."""
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
+        return {"generator": self.generator.get_state(),
+                "reset_rng": self.reset_rng.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+        if "reset_rng" in state:
+            self.reset_rng.bit_generator.state = state["reset_rng"]

@@ -17,6 +17,8 @@ class EpisodeBatch:
         rewards: ``[T, E, H]`` reward received; zero on padding.
         mask: ``[T, E, H]`` 1.0 for real steps, 0.0 for padding after an episode ended.
         terminated: ``[T, E]`` True if the episode ended by termination (not the time limit).
+        diverged: ``[T, E]`` True if the episode was cut short because its simulation
+            diverged (the diverged step itself is masked out).
     """
 
     observations: torch.Tensor
@@ -24,6 +26,11 @@ class EpisodeBatch:
     rewards: torch.Tensor
     mask: torch.Tensor
     terminated: torch.Tensor
+    diverged: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.diverged is None:
+            self.diverged = torch.zeros_like(self.terminated, dtype=torch.bool)
 
     @property
     def num_tasks(self) -> int:
@@ -36,6 +43,11 @@ class EpisodeBatch:
     @property
     def horizon(self) -> int:
         return self.rewards.shape[2]
+
+    @property
+    def num_diverged(self) -> int:
+        """Episodes cut short by a diverged simulation."""
+        return int(self.diverged.sum().item())
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -78,4 +90,5 @@ class EpisodeBatch:
     def to(self, device: torch.device | str) -> "EpisodeBatch":
         """A copy on ``device``."""
         return EpisodeBatch(*(getattr(self, f).to(device) for f in
-                              ("observations", "actions", "rewards", "mask", "terminated")))
+                              ("observations", "actions", "rewards", "mask", "terminated",
+                               "diverged")))
