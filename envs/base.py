@@ -46,8 +46,8 @@ class BatchTaskEnv(abc.ABC):
     ``[N]``, ``[N]``, ``[N]``. ``info["diverged"]`` (``[N]`` bool, when present) marks
     simulations whose physics became unstable during this step: their episode is
     truncated there, their reward is 0 and their observation finite but meaningless.
-    A simulation whose episode ended keeps being stepped with finite values until the
-    next reset; callers mask it out.
+    After a simulation's episode ended, its outputs are finite but meaningless until
+    the next reset (an env may stop simulating it); callers mask them out.
     """
 
     num_envs: int

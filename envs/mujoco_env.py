@@ -332,6 +332,7 @@ class MujocoBatchEnv(BatchTaskEnv):
         self._task_arrays: dict[str, np.ndarray] = {}
         self._seed_rng = np.random.default_rng()
         self._t = 0
+        self._done = np.zeros(num_envs, dtype=bool)
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
         return self.family.sample_tasks(n, rng)
@@ -357,6 +358,7 @@ class MujocoBatchEnv(BatchTaskEnv):
                 self.model, np.random.default_rng(int(seed)))
         self.batch.forward()
         self._t = 0
+        self._done = np.zeros(self.num_envs, dtype=bool)
         obs = self.family.observation(self._sim_state(self._qpos.copy(),
                                                       np.zeros_like(self._ctrl)))
         return np.asarray(obs, dtype=np.float64)
@@ -370,16 +372,21 @@ class MujocoBatchEnv(BatchTaskEnv):
                          self._low, self._high)
         self._ctrl[...] = action
         qpos_before, time_before = self._qpos.copy(), self._time.copy()
+        # Simulations whose episode ended are not stepped again (an ant that fell would
+        # otherwise cost as much physics as one still running); their outputs go stale.
+        ids = np.flatnonzero(~self._done) if self._done.any() else None
         failed = np.zeros(self.num_envs, dtype=bool)
         try:
-            self.batch.step(nstep=self.family.frame_skip)
+            self.batch.step(ids=ids, nstep=self.family.frame_skip)
         except mujoco.batch.SimulationError as err:  # MuJoCo errors in some simulations
             failed[err.ids] = True
         diverged = failed | _diverged(time_before, self._time, self.dt, self._qpos, self._qvel)
+        diverged &= ~self._done
         obs, reward, terminated, _, diverged = _finish_step(
             self.family, self._sim_state(qpos_before, action), self._task_arrays, diverged)
         self._t += 1
         truncated = diverged | (self._t >= self.horizon)
+        self._done |= terminated | truncated
         return obs, reward, terminated, truncated, {"diverged": diverged}
 
 

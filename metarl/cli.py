@@ -1,4 +1,4 @@
-"""Command line: ``metarl train | eval | envs``."""
+"""Command line: ``metarl train | eval | envs | bench``."""
 
 from __future__ import annotations
 
@@ -31,6 +31,22 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
     sub.add_parser("envs", help="list registered task families")
+
+    bench = sub.add_parser("bench", help="benchmarks (each measures the alternative in the same run)")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    bs = bench_sub.add_parser("sampler", help="env-steps/s: physics limit vs metarl's sampler "
+                                              "vs gymnasium SyncVectorEnv")
+    bs.add_argument("--family", default="HalfCheetahVel-v0", help="MuJoCo task family id")
+    bs.add_argument("--tasks", type=int, default=40, help="tasks (default 40)")
+    bs.add_argument("--episodes", type=int, default=20, help="episodes per task (default 20)")
+    bs.add_argument("--horizon", type=int, default=200, help="steps per episode (default 200)")
+    bs.add_argument("--threads", type=int, default=0,
+                    help="MuJoCo stepping threads, 0 = all cores (default 0)")
+    bs.add_argument("--gym-episodes", type=int, default=1,
+                    help="episodes per task in the slow SyncVectorEnv measurement (default 1)")
+    bs.add_argument("--repeats", type=int, default=2, help="interleaved repeats, best kept (default 2)")
+    bs.add_argument("--seed", type=int, default=0)
+    bs.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     return parser
 
 
@@ -69,13 +85,44 @@ def _envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench import bench_sampler
+    from .config import ConfigError
+    from .envs import TaskFamilyError, UnknownTaskFamilyError
+
+    if args.threads < 0:
+        raise ConfigError(f"--threads must be >= 0, got {args.threads}")
+    try:
+        result = bench_sampler(args.family, args.tasks, args.episodes, args.horizon, args.threads,
+                               args.gym_episodes, args.repeats, args.seed)
+    except (TaskFamilyError, UnknownTaskFamilyError) as err:
+        raise ConfigError(f"--family: {err}") from None
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    figures = result.to_dict()
+    print(f"{'raw mujoco.batch (physics only)':<34} {figures['raw_steps_per_s']:>10,.0f} env-steps/s")
+    print(f"{'metarl batch sampler':<34} {figures['metarl_steps_per_s']:>10,.0f} env-steps/s")
+    print(f"{'gymnasium SyncVectorEnv':<34} {figures['gym_sync_steps_per_s']:>10,.0f} env-steps/s")
+    print(f"{'ratio_to_raw':<34} {figures['ratio_to_raw']:>10.3f}")
+    print(f"{'speedup_vs_gym_sync':<34} {figures['speedup_vs_gym_sync']:>10.2f}x")
+    if args.json is not None:
+        try:
+            args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        except OSError as err:
+            raise ConfigError(f"--json: cannot write {args.json}: {err.strerror}") from None
+        print(f"wrote {args.json}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``metarl`` console script."""
     args = _parser().parse_args(argv)
     from .checkpoint import CheckpointError
     from .config import ConfigError
 
-    handlers = {"train": _train, "eval": _eval, "envs": _envs}
+    handlers = {"train": _train, "eval": _eval, "envs": _envs, "bench": _bench}
     try:
         return handlers[args.command](args)
     except (ConfigError, CheckpointError) as err:
