@@ -8,6 +8,7 @@ env and batched env from one definition) or :func:`register_task_family` (any en
 
 from .base import BatchTaskEnv, TaskEnvMixin, TaskFamilyError
 from .mujoco_env import (
+    ASSETS,
     MujocoBatchEnv,
     MujocoTaskEnv,
     MujocoTaskFamily,
@@ -57,6 +58,7 @@ def register_builtin_families() -> None:
 register_builtin_families()
 
 __all__ = [
+    "ASSETS",
     "BatchTaskEnv",
     "DirectionTask",
     "GoalTask",

@@ -199,11 +199,22 @@ def _observation_space(family: MujocoTaskFamily, model: mujoco.MjModel) -> space
     return spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float64)
 
 
+def _unstable(*arrays: np.ndarray) -> np.ndarray:
+    """Simulations with a NaN, Inf or huge value, by MuJoCo's own test (``mjMAXVAL``)."""
+    bad = np.zeros(arrays[0].shape[0], dtype=bool)
+    for arr in arrays:
+        bad |= ~(np.abs(arr.reshape(arr.shape[0], -1)) <= mujoco.mjMAXVAL).all(axis=1)
+    return bad
+
+
 def _diverged(time_before: np.ndarray, time_after: np.ndarray, step_time: float,
-              *arrays: np.ndarray) -> np.ndarray:
+              unstable_before: np.ndarray, *arrays: np.ndarray) -> np.ndarray:
     # MuJoCo resets an unstable simulation in mid-step, so its clock no longer reads
-    # time_before + step_time; non-finite values catch the rest (e.g. a family's reward).
+    # time_before + step_time, except for a reset in the first substep of an episode's
+    # first step: that needs an unstable state before the step (unstable_before).
+    # Non-finite values after the step catch the rest.
     bad = np.abs(time_after - (time_before + step_time)) > 0.5 * step_time
+    bad |= unstable_before
     for arr in arrays:
         bad |= ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
     return bad
@@ -292,10 +303,11 @@ class MujocoTaskEnv(TaskEnvMixin, gymnasium.Env):
                          self.action_space.low, self.action_space.high)
         d = self.data
         qpos_before, time_before = d.qpos.copy(), d.time
+        unstable = _unstable(d.qpos[None], d.qvel[None])
         d.ctrl[:] = action
         mujoco.mj_step(self.model, d, nstep=self.family.frame_skip)
         diverged = _diverged(np.array([time_before]), np.array([d.time]),
-                             self.dt, d.qpos[None], d.qvel[None])
+                             self.dt, unstable, d.qpos[None], d.qvel[None])
         obs, reward, terminated, terms, diverged = _finish_step(
             self.family, self._state(qpos_before, action), self._task_arrays, diverged)
         info = {"task": task, "diverged": bool(diverged[0]),
@@ -372,6 +384,7 @@ class MujocoBatchEnv(BatchTaskEnv):
                          self._low, self._high)
         self._ctrl[...] = action
         qpos_before, time_before = self._qpos.copy(), self._time.copy()
+        unstable = _unstable(self._qpos, self._qvel)
         # Simulations whose episode ended are not stepped again (an ant that fell would
         # otherwise cost as much physics as one still running); their outputs go stale.
         ids = np.flatnonzero(~self._done) if self._done.any() else None
@@ -380,7 +393,8 @@ class MujocoBatchEnv(BatchTaskEnv):
             self.batch.step(ids=ids, nstep=self.family.frame_skip)
         except mujoco.batch.SimulationError as err:  # MuJoCo errors in some simulations
             failed[err.ids] = True
-        diverged = failed | _diverged(time_before, self._time, self.dt, self._qpos, self._qvel)
+        diverged = failed | _diverged(time_before, self._time, self.dt, unstable, self._qpos,
+                                      self._qvel)
         diverged &= ~self._done
         obs, reward, terminated, _, diverged = _finish_step(
             self.family, self._sim_state(qpos_before, action), self._task_arrays, diverged)

@@ -60,7 +60,7 @@ def build(cfg: Config, device: torch.device) -> Components:
     torch.manual_seed(seed)
     try:
         family = get_task_family(cfg.env.id)
-    except UnknownTaskFamilyError as err:
+    except (UnknownTaskFamilyError, TaskFamilyError) as err:
         raise ConfigError(f"env.id: {err}") from None
     backend = cfg.sampler.backend
     if backend == "auto":
@@ -85,7 +85,8 @@ def build(cfg: Config, device: torch.device) -> Components:
 def default_run_dir(cfg: Config) -> Path:
     """``{runs_root}/{family}__{algo}__{seed}__{timestamp}`` (suffixed if taken)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(cfg.train.runs_root) / f"{cfg.env.id}__{cfg.algo.name}__{cfg.train.seed}__{stamp}"
+    family = cfg.env.id.rpartition(":")[2].removeprefix("metarl/")  # no module prefix in paths
+    base = Path(cfg.train.runs_root) / f"{family}__{cfg.algo.name}__{cfg.train.seed}__{stamp}"
     path, n = base, 1
     while path.exists():
         n += 1
