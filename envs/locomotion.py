@@ -43,6 +43,35 @@ def sample_velocities(n: int, rng: np.random.Generator, low: float, high: float
     return [VelocityTask(float(v)) for v in rng.uniform(low, high, size=n)]
 
 
+class _VelocityTasks:
+    """Tasks: target velocities uniform in ``[velocity_low, velocity_high]``."""
+
+    velocity_low: float
+    velocity_high: float
+
+    def _set_velocity_range(self, low: float, high: float) -> None:
+        _check_range("velocity", low, high)
+        self.velocity_low, self.velocity_high = low, high
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[VelocityTask]:
+        return sample_velocities(n, rng, self.velocity_low, self.velocity_high)
+
+    def task_arrays(self, tasks: Sequence[VelocityTask]) -> dict[str, np.ndarray]:
+        _tasks_of(tasks, VelocityTask, type(self).__name__)
+        return {"velocity": np.array([t.velocity for t in tasks], dtype=np.float64)}
+
+
+class _DirectionTasks:
+    """Tasks: a direction along x, -1 or +1 with probability 1/2."""
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[DirectionTask]:
+        return sample_directions(n, rng)
+
+    def task_arrays(self, tasks: Sequence[DirectionTask]) -> dict[str, np.ndarray]:
+        _tasks_of(tasks, DirectionTask, type(self).__name__)
+        return {"direction": np.array([t.direction for t in tasks], dtype=np.float64)}
+
+
 # -- half-cheetah ---------------------------------------------------------------------------
 
 
@@ -64,7 +93,7 @@ class _HalfCheetah(MujocoTaskFamily):
         return velocity, ctrl_cost
 
 
-class HalfCheetahVel(_HalfCheetah):
+class HalfCheetahVel(_VelocityTasks, _HalfCheetah):
     """Half-cheetah that must run at a target forward velocity.
 
     ## Description
@@ -108,15 +137,7 @@ class HalfCheetahVel(_HalfCheetah):
     def __init__(self, velocity_low: float = 0.0, velocity_high: float = 2.0,
                  ctrl_cost_weight: float = 0.05, reset_noise_scale: float = 0.1) -> None:
         super().__init__(ctrl_cost_weight, reset_noise_scale)
-        _check_range("velocity", velocity_low, velocity_high)
-        self.velocity_low, self.velocity_high = velocity_low, velocity_high
-
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[VelocityTask]:
-        return sample_velocities(n, rng, self.velocity_low, self.velocity_high)
-
-    def task_arrays(self, tasks: Sequence[VelocityTask]) -> dict[str, np.ndarray]:
-        _tasks_of(tasks, VelocityTask, "HalfCheetahVel")
-        return {"velocity": np.array([t.velocity for t in tasks], dtype=np.float64)}
+        self._set_velocity_range(velocity_low, velocity_high)
 
     def reward(self, state: SimState, task: Mapping[str, np.ndarray]
                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -125,7 +146,7 @@ class HalfCheetahVel(_HalfCheetah):
         return reward, {"forward_velocity": velocity, "ctrl_cost": ctrl_cost}
 
 
-class HalfCheetahDir(_HalfCheetah):
+class HalfCheetahDir(_DirectionTasks, _HalfCheetah):
     """Half-cheetah that must run forward or backward.
 
     ## Description
@@ -159,13 +180,6 @@ class HalfCheetahDir(_HalfCheetah):
     ## Version history
     * v0: initial version, after Finn et al. 2017 and its reference code.
     """
-
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[DirectionTask]:
-        return sample_directions(n, rng)
-
-    def task_arrays(self, tasks: Sequence[DirectionTask]) -> dict[str, np.ndarray]:
-        _tasks_of(tasks, DirectionTask, "HalfCheetahDir")
-        return {"direction": np.array([t.direction for t in tasks], dtype=np.float64)}
 
     def reward(self, state: SimState, task: Mapping[str, np.ndarray]
                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -257,7 +271,7 @@ _ANT_ARGS = """
 """
 
 
-class AntVel(_Ant):
+class AntVel(_VelocityTasks, _Ant):
     __doc__ = """Ant that must run along x at a target velocity.
 
     ## Description
@@ -279,15 +293,7 @@ class AntVel(_Ant):
     def __init__(self, velocity_low: float = 0.0, velocity_high: float = 3.0,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        _check_range("velocity", velocity_low, velocity_high)
-        self.velocity_low, self.velocity_high = velocity_low, velocity_high
-
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[VelocityTask]:
-        return sample_velocities(n, rng, self.velocity_low, self.velocity_high)
-
-    def task_arrays(self, tasks: Sequence[VelocityTask]) -> dict[str, np.ndarray]:
-        _tasks_of(tasks, VelocityTask, "AntVel")
-        return {"velocity": np.array([t.velocity for t in tasks], dtype=np.float64)}
+        self._set_velocity_range(velocity_low, velocity_high)
 
     def reward(self, state: SimState, task: Mapping[str, np.ndarray]
                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -296,7 +302,7 @@ class AntVel(_Ant):
         return reward, terms
 
 
-class AntDir(_Ant):
+class AntDir(_DirectionTasks, _Ant):
     __doc__ = """Ant that must run forward or backward along x.
 
     ## Description
@@ -311,13 +317,6 @@ class AntDir(_Ant):
     ## Arguments
     | argument | default | meaning |
     |---|---|---|""" + _ANT_ARGS
-
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[DirectionTask]:
-        return sample_directions(n, rng)
-
-    def task_arrays(self, tasks: Sequence[DirectionTask]) -> dict[str, np.ndarray]:
-        _tasks_of(tasks, DirectionTask, "AntDir")
-        return {"direction": np.array([t.direction for t in tasks], dtype=np.float64)}
 
     def reward(self, state: SimState, task: Mapping[str, np.ndarray]
                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:

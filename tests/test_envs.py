@@ -1,12 +1,17 @@
 """Task-family registry and environments: gymnasium conformance, rewards, batch equivalence."""
 
 import gymnasium
+import metarl.envs
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-
-import metarl.envs
-from metarl.envs import TaskFamilyError, UnknownTaskFamilyError, get_task_family, list_task_families, register_task_family
+from metarl.envs import (
+    TaskFamilyError,
+    UnknownTaskFamilyError,
+    get_task_family,
+    list_task_families,
+    register_task_family,
+)
 from metarl.envs.navigation import GoalTask, Navigation2DBatchEnv, Navigation2DEnv
 
 

@@ -7,23 +7,22 @@ import sys
 from pathlib import Path
 
 import gymnasium
+import metarl.envs
 import mujoco
 import numpy as np
 import pytest
 import torch
-
-import metarl.envs
 from metarl.envs import (
     ASSETS,
     DirectionTask,
     GoalTask,
-    MujocoTaskFamily,
     TaskFamilyError,
     VelocityTask,
     get_task_family,
     register_mujoco_family,
 )
 from metarl.envs.locomotion import HalfCheetahVel
+
 from metarl.policies import GaussianMLPPolicy
 from metarl.samplers import BatchSampler
 
