@@ -15,12 +15,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="meta-train from a YAML config")
-    train.add_argument("config", type=Path, help="experiment YAML, e.g. configs/maml_trpo/navigation_2d.yaml")
+    train.add_argument("config", type=Path, nargs="?",
+                       help="experiment YAML, e.g. configs/maml_trpo/navigation_2d.yaml")
     train.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="SECTION.KEY=VALUE", help="override a config key (repeatable)")
     train.add_argument("--seed", type=int, help="overrides train.seed")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides train.device")
     train.add_argument("--run-dir", type=Path, help="run directory (default: under train.runs_root)")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                       help="continue RUN_DIR from its newest valid checkpoint (with its "
+                            "config.yaml; --set train.iterations=N to train longer)")
 
     ev = sub.add_parser("eval", help="adaptation curve of a trained run on held-out tasks")
     ev.add_argument("run_dir", type=Path, help="directory written by `metarl train`")
@@ -51,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config import ConfigError, load_config
     from .training import train
 
     overrides = list(args.overrides)
@@ -59,6 +63,19 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"train.seed={args.seed}")
     if args.device is not None:
         overrides.append(f"train.device={args.device}")
+    if args.resume is not None:
+        if args.config is not None or args.run_dir is not None:
+            raise ConfigError("--resume RUN_DIR takes neither CONFIG nor --run-dir: the run's own "
+                              "config.yaml is used (change keys with --set)")
+        config_path = args.resume / "config.yaml"
+        if not config_path.is_file():
+            raise ConfigError(f"--resume: {args.resume} is not a run directory "
+                              "(no config.yaml)")
+        cfg = load_config(config_path, overrides)
+        train(cfg, args.resume, resume=True)
+        return 0
+    if args.config is None:
+        raise ConfigError("train needs CONFIG.yaml (or --resume RUN_DIR)")
     cfg = load_config(args.config, overrides)
     train(cfg, args.run_dir)
     return 0

@@ -123,6 +123,14 @@ def metadata(device: torch.device) -> dict[str, Any]:
     }
 
 
+def write_config(run_dir: Path, cfg: Config) -> None:
+    """Write the resolved config to ``run_dir/config.yaml`` (atomically: temp file + rename)."""
+    path = Path(run_dir) / "config.yaml"
+    tmp = path.with_name(".config.yaml.tmp")
+    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    tmp.replace(path)
+
+
 def prepare_run_dir(run_dir: Path, cfg: Config, device: torch.device) -> Path:
     """Create the run directory and write ``config.yaml`` and ``metadata.json``.
 
@@ -133,7 +141,7 @@ def prepare_run_dir(run_dir: Path, cfg: Config, device: torch.device) -> Path:
         raise ConfigError(f"--run-dir: {run_dir} already exists and is not empty")
     try:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        write_config(run_dir, cfg)
         (run_dir / "metadata.json").write_text(json.dumps(metadata(device), indent=2) + "\n")
     except OSError as err:
         raise ConfigError(f"run directory {run_dir} is not writable: {err.strerror}") from None

@@ -27,7 +27,9 @@ class RunLogger:
     """Writes each iteration's statistics to TensorBoard, CSV and the console."""
 
     def __init__(self, run_dir: Path, total_iterations: int, tensorboard: bool = True,
-                 console: bool = True) -> None:
+                 console: bool = True, resume_after: int | None = None) -> None:
+        """``resume_after``: continue a run whose checkpoint is at this iteration; the
+        ``progress.csv`` rows after it (their iterations are redone) are dropped."""
         self.run_dir = Path(run_dir)
         self.total_iterations = total_iterations
         self.console = console
@@ -35,6 +37,22 @@ class RunLogger:
         self._csv_path = self.run_dir / "progress.csv"
         self._csv_file = None
         self._csv_writer: csv.DictWriter | None = None
+        if resume_after is not None and self._csv_path.exists():
+            self._keep_rows_up_to(resume_after)
+
+    def _keep_rows_up_to(self, iteration: int) -> None:
+        with open(self._csv_path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            fieldnames = list(reader.fieldnames or [])
+            rows = [row for row in reader if int(row["iteration"]) <= iteration]
+        tmp = self._csv_path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(self._csv_path)
+        self._csv_file = open(self._csv_path, "a", newline="")
+        self._csv_writer = csv.DictWriter(self._csv_file, fieldnames=fieldnames)
 
     def log_hparams(self, config: dict[str, Any]) -> None:
         if self.writer is not None:
