@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -51,6 +52,20 @@ def _parser() -> argparse.ArgumentParser:
     bs.add_argument("--repeats", type=int, default=2, help="interleaved repeats, best kept (default 2)")
     bs.add_argument("--seed", type=int, default=0)
     bs.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    bm = bench_sub.add_parser("maml", help="seconds per MAML-TRPO meta-iteration: sample_s, "
+                                           "adapt_s, update_s, total_s")
+    bm.add_argument("--config", type=Path, required=True,
+                    help="experiment YAML, e.g. configs/maml_trpo/half_cheetah_vel.yaml")
+    bm.add_argument("--iterations", type=int, default=3, help="timed meta-iterations (default 3)")
+    bm.add_argument("--warmup", type=int, default=1,
+                    help="untimed meta-iterations first (env compilation, caches; default 1)")
+    bm.add_argument("--set", dest="overrides", action="append", default=[],
+                    metavar="SECTION.KEY=VALUE", help="override a config key (repeatable)")
+    bm.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    bm.add_argument("--compare", action="store_true",
+                    help="also time one meta-step the reference way (exact double backprop "
+                         "on every episode) on the same samples")
+    bm.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     return parser
 
 
@@ -103,8 +118,22 @@ def _envs(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import json
+    from .config import ConfigError
 
+    if args.bench == "maml":
+        figures = _bench_maml(args)
+    else:
+        figures = _bench_sampler(args)
+    if args.json is not None:
+        try:
+            args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        except OSError as err:
+            raise ConfigError(f"--json: cannot write {args.json}: {err.strerror}") from None
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _bench_sampler(args: argparse.Namespace) -> dict[str, float]:
     from .bench import bench_sampler
     from .config import ConfigError
     from .envs import TaskFamilyError, UnknownTaskFamilyError
@@ -124,19 +153,40 @@ def _bench(args: argparse.Namespace) -> int:
     print(f"{'gymnasium SyncVectorEnv':<34} {figures['gym_sync_steps_per_s']:>10,.0f} env-steps/s")
     print(f"{'ratio_to_raw':<34} {figures['ratio_to_raw']:>10.3f}")
     print(f"{'speedup_vs_gym_sync':<34} {figures['speedup_vs_gym_sync']:>10.2f}x")
-    if args.json is not None:
-        try:
-            args.json.write_text(json.dumps(figures, indent=2) + "\n")
-        except OSError as err:
-            raise ConfigError(f"--json: cannot write {args.json}: {err.strerror}") from None
-        print(f"wrote {args.json}")
-    return 0
+    return figures
+
+
+def _bench_maml(args: argparse.Namespace) -> dict[str, float]:
+    from .bench import bench_maml
+    from .config import ConfigError
+
+    try:
+        result = bench_maml(args.config, args.iterations, args.warmup, args.overrides,
+                            args.device, args.compare, progress=lambda m: print(m, flush=True))
+    except ValueError as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(str(err)) from None
+    figures = result.to_dict()
+    print(f"mean of {args.iterations} meta-iterations, "
+          f"{result.env_steps_per_iteration:,.0f} env steps each:")
+    for key in ("sample_s", "adapt_s", "update_s", "total_s"):
+        print(f"  {key:<16} {figures[key]:>10.2f}")
+    print(f"  {'env_steps_per_s':<16} {figures['env_steps_per_s']:>10,.0f}")
+    if "update_speedup" in figures:
+        print(f"  same meta-step, reference way (exact, every episode): "
+              f"{figures['reference_update_s']:.2f}s -> update_speedup "
+              f"{figures['update_speedup']:.2f}x")
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``metarl`` console script."""
     args = _parser().parse_args(argv)
     from .checkpoint import CheckpointError
+    from .runtime import keep_freed_memory_in_heap
+
+    keep_freed_memory_in_heap()
     from .config import ConfigError
 
     handlers = {"train": _train, "eval": _eval, "envs": _envs, "bench": _bench}

@@ -74,6 +74,13 @@ class AlgoConfig:
     normalize_advantages: bool = _field(True, "Standardize advantages per task.")
     baseline_reg: float = _field(1e-5, "Ridge coefficient of the linear feature baseline.", gt=0)
     max_kl: float = _field(0.01, "TRPO trust region: max mean KL per meta-update.", gt=0)
+    fisher: str = _field("gauss_newton", "Fisher-vector products of the meta-step's KL: exact "
+                         "(double backprop), gauss_newton (same values, jvp/vjp), first_order "
+                         "(ignores the inner step's Jacobian; approximate).",
+                         choices=("exact", "gauss_newton", "first_order"))
+    fisher_subsample: float = _field(1.0, "Share of each task's episodes used for Fisher-vector "
+                                     "products (the gradient and line search use all).",
+                                     gt=0, le=1)
     cg_iters: int = _field(10, "Conjugate-gradient iterations.", ge=1)
     cg_damping: float = _field(1e-5, "Damping added to the Fisher-vector product.", ge=0)
     ls_max_steps: int = _field(15, "Maximum backtracking line-search steps.", ge=1)

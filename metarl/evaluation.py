@@ -97,8 +97,8 @@ def evaluate_run(run_dir: Path, num_tasks: int = 40, grad_steps: int = 3, seed: 
     parts.sampler.reseed(derive_seed(seed, STREAM_EVAL_ACTIONS))
     task_rng = np.random.default_rng(derive_seed(seed, STREAM_EVAL_TASKS))
     tasks = parts.sampler.sample_tasks(num_tasks, task_rng)
-    batches, _, _ = parts.algo.adapt(tasks, grad_steps, cfg.algo.eval_step_sizes,
-                                  cfg.sampler.eval_episodes_per_task)
+    batches = parts.algo.adapt(tasks, grad_steps, cfg.algo.eval_step_sizes,
+                               cfg.sampler.eval_episodes_per_task).batches
     points = [summarize_returns("maml", k, b.episode_returns().mean(1).cpu().numpy())
               for k, b in enumerate(batches)]
 

@@ -91,9 +91,9 @@ def _slice(batch, i):
 def test_meta_kl_hvp_through_inner_step_matches_finite_differences():
     """The second-order Fisher-vector product used by the TRPO meta-step."""
     policy, sampler, algo, tasks = _nav_setup()
-    batches, advantages, old = algo.adapt(tasks, 1, [0.1], 4)
-    train = [(batches[0], advantages[0])]
-    valid = batches[1]
+    adaptation = algo.adapt(tasks, 1, [0.1], 4)
+    train = [(adaptation.batches[0], adaptation.advantages[0])]
+    valid, old = adaptation.batches[1], adaptation.params
     valid_adv = algo.advantages(valid)
     old_dist = policy(valid.observations, old)
     theta = list(policy.parameters())

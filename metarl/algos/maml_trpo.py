@@ -16,6 +16,7 @@ One meta-iteration:
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -27,11 +28,11 @@ from ..optim import (
     backtracking_line_search,
     conjugate_gradient,
     flat,
-    hessian_vector_product,
     trust_region_step,
 )
 from ..policies import GaussianMLPPolicy, stack_params
 from ..samplers import BatchSampler, EpisodeBatch
+from .maml_kernels import fisher_vector_product, inner_step
 from .policy_gradient import compute_advantages, reinforce_loss, surrogate_loss
 
 Params = dict[str, torch.Tensor]
@@ -39,6 +40,25 @@ Params = dict[str, torch.Tensor]
 
 def _detached(params: Params) -> Params:
     return {k: v.detach() for k, v in params.items()}
+
+
+@dataclass
+class Adaptation:
+    """What :meth:`MAMLTRPO.adapt` returns.
+
+    Attributes:
+        batches: ``num_steps + 1`` batches; batch ``k`` was sampled after ``k`` steps.
+        advantages: the advantages each adaptation step used (one per batch but the last).
+        params: the final stacked per-task parameters.
+        sample_s: seconds spent rolling out.
+        adapt_s: seconds spent on advantages (baseline fits) and inner steps.
+    """
+
+    batches: list[EpisodeBatch]
+    advantages: list[torch.Tensor]
+    params: Params
+    sample_s: float
+    adapt_s: float
 
 
 class MAMLTRPO:
@@ -64,41 +84,32 @@ class MAMLTRPO:
 
     def inner_step(self, params: Params, batch: EpisodeBatch, advantages: torch.Tensor,
                    step_size: float, create_graph: bool) -> Params:
-        """One policy-gradient step for every task: ``theta_i - alpha * grad L_i``.
-
-        ``params`` are stacked per task (``[T, ...]``). With ``create_graph`` the
-        result stays differentiable through the gradient (second-order MAML);
-        otherwise the gradient is treated as a constant.
-        """
-        with torch.enable_grad():
-            inputs = params if create_graph else {k: v.detach().requires_grad_()
-                                                  for k, v in params.items()}
-            # Summing per-task losses gives each task its own gradient w.r.t. its slice.
-            loss = reinforce_loss(self.policy, inputs, batch, advantages).sum()
-            grads = torch.autograd.grad(loss, list(inputs.values()), create_graph=create_graph)
-        return {k: v - step_size * g for (k, v), g in zip(params.items(), grads)}
+        """One policy-gradient step for every task (see :func:`.maml_kernels.inner_step`)."""
+        return inner_step(self.policy, params, batch, advantages, step_size, create_graph)
 
     def adapt(self, tasks: Sequence[Any], num_steps: int, step_sizes: Sequence[float],
-              episodes_per_task: int
-              ) -> tuple[list[EpisodeBatch], list[torch.Tensor], Params]:
+              episodes_per_task: int) -> Adaptation:
         """Sample and adapt ``num_steps`` times for every task at once.
 
-        Returns the ``num_steps + 1`` batches (batch ``k`` sampled after ``k``
-        adaptation steps), the advantages each adaptation step used (one per
-        batch but the last) and the final per-task parameters. ``step_sizes[k]``
-        is used for step ``k`` (the last entry repeats).
+        ``step_sizes[k]`` is used for step ``k`` (the last entry repeats). Every
+        task's rollouts of a phase are one sampler call, with per-task parameters.
         """
         params = stack_params(_detached(self.policy.params()), len(tasks))
         batches, advantages = [], []
+        sample_s = adapt_s = 0.0
         for k in range(num_steps + 1):
+            t0 = time.perf_counter()
             batch = self.sampler.sample(self.policy, params, tasks, episodes_per_task)
+            t1 = time.perf_counter()
+            sample_s += t1 - t0
             batches.append(batch)
             if k < num_steps:
                 advantages.append(self.advantages(batch))
                 step_size = step_sizes[min(k, len(step_sizes) - 1)]
                 params = _detached(self.inner_step(params, batch, advantages[-1], step_size,
                                                    create_graph=False))
-        return batches, advantages, params
+                adapt_s += time.perf_counter() - t1
+        return Adaptation(batches, advantages, params, sample_s, adapt_s)
 
     def _adapted_from_meta(self, train: Sequence[tuple[EpisodeBatch, torch.Tensor]],
                            create_graph: bool) -> Params:
@@ -112,19 +123,43 @@ class MAMLTRPO:
     def train_iteration(self) -> dict[str, float]:
         """Run one meta-iteration; returns scalar statistics keyed by TensorBoard tag."""
         cfg = self.cfg
-        t0 = time.perf_counter()
         tasks = self.sampler.sample_tasks(cfg.meta_batch_size, self.task_rng)
-        batches, train_advantages, old_params = self.adapt(
-            tasks, cfg.inner_steps, [cfg.inner_step_size], self.episodes_per_task)
-        sample_s = time.perf_counter() - t0
-
+        adaptation = self.adapt(tasks, cfg.inner_steps, [cfg.inner_step_size],
+                                self.episodes_per_task)
+        batches = adaptation.batches
         t1 = time.perf_counter()
-        train = list(zip(batches[:-1], train_advantages))
-        valid = batches[-1]
+        stats = self.meta_update(list(zip(batches[:-1], adaptation.advantages)), batches[-1],
+                                 adaptation.params)
+        update_s = time.perf_counter() - t1
+
+        for k, batch in enumerate(batches):
+            stats[f"meta_train/return/adapt_{k}"] = batch.episode_returns().mean().item()
+        stats["meta_train/return/gain"] = (stats[f"meta_train/return/adapt_{len(batches) - 1}"]
+                                           - stats["meta_train/return/adapt_0"])
+        stats.update({
+            "diagnostics/sim_diverged": float(sum(b.num_diverged for b in batches)),
+            "time/sample_s": adaptation.sample_s,
+            "time/adapt_s": adaptation.adapt_s,
+            "time/update_s": update_s,
+            "env_steps": float(sum(b.num_steps for b in batches)),
+        })
+        return stats
+
+    def meta_update(self, train: Sequence[tuple[EpisodeBatch, torch.Tensor]],
+                    valid: EpisodeBatch, old_params: Params) -> dict[str, float]:
+        """One TRPO step on the post-adaptation surrogate, in place on the policy.
+
+        ``train`` holds each inner step's batch and advantages, ``valid`` the batch
+        sampled with ``old_params`` (the adapted parameters at the current ``theta``).
+        The gradient flows through the inner steps (unless ``first_order``); the
+        curvature is the Fisher of the mean KL, computed as ``algo.fisher`` says.
+        """
+        cfg = self.cfg
         valid_adv = self.advantages(valid)
         with torch.no_grad():
             old_dist = self.policy(valid.observations, old_params)
-            inner_loss = reinforce_loss(self.policy, stack_params(self.policy.params(), len(tasks)),
+            inner_loss = reinforce_loss(self.policy, stack_params(self.policy.params(),
+                                                                  valid.num_tasks),
                                         train[0][0], train[0][1]).mean().item()
 
         def surrogate(create_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,18 +169,20 @@ class MAMLTRPO:
 
         theta = list(self.policy.parameters())
         loss_before, kl_before = surrogate(create_graph=not cfg.first_order)
-        grads = torch.autograd.grad(loss_before, theta, retain_graph=True)
-        grad_kl = torch.autograd.grad(kl_before, theta, create_graph=True)
-        flat_grad = flat(grads).detach()
-        hvp = hessian_vector_product(grad_kl, theta, cfg.cg_damping)
+        flat_grad = flat(torch.autograd.grad(loss_before, theta)).detach()
+        loss_before, kl_before = loss_before.detach(), kl_before.detach()
         full_step, residual = None, float("nan")
         if torch.isfinite(flat_grad).all() and torch.isfinite(loss_before):
-            direction, residual = conjugate_gradient(hvp, flat_grad, cfg.cg_iters)
+            method = "first_order" if cfg.first_order else cfg.fisher
+            fvp = fisher_vector_product(method, self.policy, train, valid, cfg.inner_step_size,
+                                        _detached(old_params), cfg.cg_damping,
+                                        cfg.fisher_subsample)
+            direction, residual = conjugate_gradient(fvp, flat_grad, cfg.cg_iters)
             try:
-                full_step = trust_region_step(direction, hvp, cfg.max_kl)
+                full_step = trust_region_step(direction, fvp, cfg.max_kl)
             except FloatingPointError:  # curvature not positive: no trustworthy step
                 pass
-        del grad_kl, hvp
+            del fvp
         if full_step is None:  # skip the update, keep theta
             result = LineSearchResult(False, 0, 0.0, float("nan"), float("nan"))
         else:
@@ -161,17 +198,8 @@ class MAMLTRPO:
                                               cfg.ls_max_steps, cfg.ls_backtrack_ratio)
             if not result.accepted:
                 _assign(theta, old_vector)
-        update_s = time.perf_counter() - t1
-
-        env_steps = sum(b.num_steps for b in batches)
-        stats: dict[str, float] = {"diagnostics/skipped_updates": float(full_step is None),
-                                   "diagnostics/sim_diverged":
-                                       float(sum(b.num_diverged for b in batches))}
-        for k, batch in enumerate(batches):
-            stats[f"meta_train/return/adapt_{k}"] = batch.episode_returns().mean().item()
-        stats["meta_train/return/gain"] = (stats[f"meta_train/return/adapt_{len(batches) - 1}"]
-                                           - stats["meta_train/return/adapt_0"])
-        stats.update({
+        return {
+            "diagnostics/skipped_updates": float(full_step is None),
             "losses/inner_loss": inner_loss,
             "losses/surrogate_before": loss_before.item(),
             "losses/surrogate_after": result.loss,
@@ -181,11 +209,7 @@ class MAMLTRPO:
             "diagnostics/step_accepted": float(result.accepted),
             "diagnostics/step_fraction": result.step_fraction,
             "diagnostics/cg_residual": residual,
-            "time/sample_s": sample_s,
-            "time/update_s": update_s,
-            "env_steps": float(env_steps),
-        })
-        return stats
+        }
 
     # -- checkpointing ------------------------------------------------------------------------
 

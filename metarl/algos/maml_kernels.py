@@ -1,0 +1,179 @@
+"""MAML's batched kernels: the inner policy-gradient step and the Fisher-vector
+products of the post-adaptation mean KL, for all tasks of a meta-batch at once.
+
+Parameters are stacked per task (``[T, ...]``, see :func:`~metarl.policies.stack_params`),
+so every kernel is one batched computation over tasks, never a loop.
+
+The TRPO meta-step needs ``F v`` where ``F`` is the Hessian, with respect to the
+meta-parameters ``theta``, of ``KL(theta) = mean_i KL(pi_old_i || pi_{theta'_i(theta)})``
+on the post-adaptation batch, taken at the current ``theta`` (where the KL and its
+gradient are zero). Three ways to compute it (``algo.fisher``):
+
+``exact``
+    Double backprop of the mean KL through the inner step (what the reference code
+    does): each product back-propagates through a graph that already contains a
+    second-order inner step. Slowest.
+``gauss_newton``
+    At the current parameters the KL's Hessian equals ``J^T M J`` exactly, with
+    ``J = d(mean, std)/d theta`` through the inner step and ``M`` the Gaussian's
+    Fisher (``1/std^2`` for the mean, ``2/std^2`` for the std). ``J v`` is one
+    ``torch.func.jvp`` and ``J^T u`` one reuse of a ``torch.func.vjp``: no
+    third-order graph. Same result as ``exact`` (tested); about 25% cheaper per product.
+``first_order``
+    Ignores the inner step's Jacobian (``J = d(mean, std)/d theta'``), i.e. the
+    average of the per-task policy Fisher at the adapted parameters. An approximation,
+    about 4x cheaper than ``gauss_newton``; it is also what ``exact`` reduces to
+    when the meta-gradient itself is first order (``algo.first_order``).
+
+``algo.fisher_subsample`` computes the products on the first ``ceil(f * E)`` of each
+task's ``E`` episodes (episodes are i.i.d., so this is a uniform subsample, as in
+rllab's ``subsample_factor``). The meta-gradient and the line search always use
+every episode.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+from torch.distributions import Independent, Normal, kl_divergence
+
+from ..optim import flat, hessian_vector_product
+from ..policies import GaussianMLPPolicy, stack_params
+from ..samplers import EpisodeBatch
+from .policy_gradient import reinforce_loss
+
+Params = dict[str, torch.Tensor]
+InnerData = Sequence[tuple[EpisodeBatch, torch.Tensor]]  # (batch, advantages) per inner step
+
+FISHER_METHODS = ("exact", "gauss_newton", "first_order")
+
+
+def inner_step(policy: GaussianMLPPolicy, params: Params, batch: EpisodeBatch,
+               advantages: torch.Tensor, step_size: float, create_graph: bool) -> Params:
+    """One policy-gradient step for every task: ``theta_i - alpha * grad L_i`` (autograd).
+
+    ``params`` are stacked per task. With ``create_graph`` the result stays
+    differentiable through the gradient (second-order MAML); otherwise the gradient
+    is treated as a constant.
+    """
+    with torch.enable_grad():
+        inputs = params if create_graph else {k: v.detach().requires_grad_()
+                                              for k, v in params.items()}
+        # Summing per-task losses gives each task its own gradient w.r.t. its slice.
+        loss = reinforce_loss(policy, inputs, batch, advantages).sum()
+        grads = torch.autograd.grad(loss, list(inputs.values()), create_graph=create_graph)
+    return {k: v - step_size * g for (k, v), g in zip(params.items(), grads)}
+
+
+def functional_inner_step(policy: GaussianMLPPolicy, params: Params, batch: EpisodeBatch,
+                          advantages: torch.Tensor, step_size: float) -> Params:
+    """:func:`inner_step` written with ``torch.func.grad``, so ``jvp``/``vjp`` compose with it."""
+    grads = torch.func.grad(lambda p: reinforce_loss(policy, p, batch, advantages).sum())(params)
+    return {k: v - step_size * grads[k] for k, v in params.items()}
+
+
+def subsample(batch: EpisodeBatch, fraction: float) -> EpisodeBatch:
+    """The first ``ceil(fraction * E)`` episodes of every task (at least one)."""
+    keep = _kept_episodes(batch.episodes_per_task, fraction)
+    if keep == batch.episodes_per_task:
+        return batch
+    return EpisodeBatch(batch.observations[:, :keep], batch.actions[:, :keep],
+                        batch.rewards[:, :keep], batch.mask[:, :keep],
+                        batch.terminated[:, :keep], batch.diverged[:, :keep])
+
+
+def _kept_episodes(episodes: int, fraction: float) -> int:
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fisher_subsample must be in (0, 1], got {fraction!r}")
+    return max(1, min(episodes, math.ceil(fraction * episodes - 1e-9)))
+
+
+def kl_weights(mask: torch.Tensor) -> torch.Tensor:
+    """``[T, E, H, 1]`` weights turning a per-step sum into the mean over tasks of
+    each task's mean over its real steps (how the TRPO constraint averages the KL)."""
+    per_task = mask.sum(dim=(1, 2), keepdim=True).clamp(min=1.0)
+    return (mask / per_task / mask.shape[0]).unsqueeze(-1)
+
+
+def fisher_vector_product(method: str, policy: GaussianMLPPolicy, train: InnerData,
+                          valid: EpisodeBatch, step_size: float, adapted: Params,
+                          damping: float = 0.0, fraction: float = 1.0
+                          ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``v -> (F + damping I) v`` for flat vectors ``v`` over ``policy``'s parameters.
+
+    Args:
+        method: one of :data:`FISHER_METHODS`.
+        train: the batches and advantages of the inner steps, in order.
+        valid: the post-adaptation batch (only observations and mask are used).
+        step_size: the inner step size ``alpha``.
+        adapted: the stacked post-adaptation parameters ``theta'`` at the current
+            ``theta`` (used by ``first_order``).
+        damping: added multiple of the identity.
+        fraction: share of each task's episodes used (``algo.fisher_subsample``).
+    """
+    if method not in FISHER_METHODS:
+        raise ValueError(f"fisher must be one of {FISHER_METHODS}, got {method!r}")
+    train = [(subsample(b, fraction), a[:, :_kept_episodes(b.episodes_per_task, fraction)])
+             for b, a in train]
+    valid = subsample(valid, fraction)
+    weights = kl_weights(valid.mask)
+    if method == "exact":
+        return _exact_product(policy, train, valid.observations, weights, step_size, damping)
+    return _gauss_newton_product(policy, train if method == "gauss_newton" else None,
+                                 valid.observations, weights, step_size, adapted, damping)
+
+
+def _exact_product(policy: GaussianMLPPolicy, train: InnerData, obs: torch.Tensor,
+                   weights: torch.Tensor, step_size: float, damping: float
+                   ) -> Callable[[torch.Tensor], torch.Tensor]:
+    theta = list(policy.parameters())
+    with torch.enable_grad():
+        params = stack_params(policy.params(), obs.shape[0])
+        for batch, adv in train:
+            params = inner_step(policy, params, batch, adv, step_size, create_graph=True)
+        mean, std = policy.mean_std(obs, params)
+        old = Independent(Normal(mean.detach(), std.detach(), validate_args=False), 1)
+        new = Independent(Normal(mean, std, validate_args=False), 1)
+        kl = (kl_divergence(old, new) * weights.squeeze(-1)).sum()
+        grad_kl = torch.autograd.grad(kl, theta, create_graph=True)
+    return hessian_vector_product(grad_kl, theta, damping)
+
+
+def _gauss_newton_product(policy: GaussianMLPPolicy, train: InnerData | None,
+                          obs: torch.Tensor, weights: torch.Tensor, step_size: float,
+                          adapted: Params, damping: float
+                          ) -> Callable[[torch.Tensor], torch.Tensor]:
+    names = list(policy.params())
+    theta = tuple(p.detach() for p in policy.params().values())
+    num_tasks = obs.shape[0]
+    # first_order: theta'(theta) = theta + const, so d theta' / d theta = I per task.
+    offset = None if train is not None else {
+        k: (adapted[k] - stack_params(dict(zip(names, theta)), num_tasks)[k]).detach()
+        for k in names}
+
+    def outputs(*tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        params = stack_params(dict(zip(names, tensors)), num_tasks)
+        if train is None:
+            params = {k: v + offset[k] for k, v in params.items()}
+        else:
+            for batch, adv in train:
+                params = functional_inner_step(policy, params, batch, adv, step_size)
+        return policy.mean_std(obs, params)
+
+    with torch.enable_grad():
+        (mean, std), vjp_fn = torch.func.vjp(outputs, *theta)
+    inv_var = weights / std.detach() ** 2
+    scales = (inv_var, 2.0 * inv_var)  # the Gaussian's Fisher for (mean, std)
+    shapes = [p.shape for p in theta]
+    sizes = [p.numel() for p in theta]
+
+    def product(vector: torch.Tensor) -> torch.Tensor:
+        tangents = tuple(t.view(s) for t, s in zip(torch.split(vector, sizes), shapes))
+        with torch.enable_grad():
+            _, (jac_mean, jac_std) = torch.func.jvp(outputs, theta, tangents)
+            back = vjp_fn((scales[0] * jac_mean, scales[1] * jac_std))
+        return flat(back).detach() + damping * vector
+
+    return product

@@ -1,0 +1,114 @@
+"""``metarl bench maml``: seconds per MAML-TRPO meta-iteration, split by phase.
+
+Runs whole meta-iterations of a config (sampling, adaptation, TRPO meta-step) with
+logging and checkpoints off, and reports the mean over the timed iterations of
+
+* ``sample_s``: rollouts before and after adaptation;
+* ``adapt_s``: baseline fits and inner policy-gradient steps between them;
+* ``update_s``: the TRPO meta-step (second-order meta-gradient, conjugate gradient
+  on Fisher-vector products, line search);
+* ``total_s``: wall time of the iteration; ``env_steps_per_s`` = env steps / ``total_s``.
+
+With ``compare``, one more meta-batch is sampled and its meta-step is timed twice on
+copies of the policy: as configured, and the way the reference code computes it
+(double backprop of the KL through the inner step on every episode: ``fisher: exact``,
+``fisher_subsample: 1``); ``update_speedup`` is their ratio.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from ..algos import MAMLTRPO
+from ..config import load_config
+from ..experiment import build, resolve_device
+
+PHASES = ("sample_s", "adapt_s", "update_s")
+
+
+@dataclass
+class MamlBenchResult:
+    """Mean seconds per meta-iteration by phase, env steps per second and, when
+    compared, the same meta-step timed as configured and the reference way."""
+
+    sample_s: float
+    adapt_s: float
+    update_s: float
+    total_s: float
+    env_steps_per_s: float
+    env_steps_per_iteration: float
+    compared_update_s: float | None = None
+    reference_update_s: float | None = None
+
+    def to_dict(self) -> dict[str, float]:
+        """The JSON figures: exactly ``sample_s, adapt_s, update_s, total_s,
+        env_steps_per_s``, plus ``reference_update_s`` and ``update_speedup`` when compared."""
+        out = {k: getattr(self, k) for k in (*PHASES, "total_s", "env_steps_per_s")}
+        if self.reference_update_s is not None and self.compared_update_s is not None:
+            out["reference_update_s"] = self.reference_update_s
+            out["update_speedup"] = self.reference_update_s / self.compared_update_s
+        return out
+
+
+def bench_maml(config: Path, iterations: int = 3, warmup: int = 1, overrides: Iterable[str] = (),
+               device: str = "cpu", compare: bool = False,
+               progress: Callable[[str], None] | None = None) -> MamlBenchResult:
+    """Time ``iterations`` meta-iterations of ``config`` after ``warmup`` untimed ones."""
+    if iterations < 1:
+        raise ValueError(f"--iterations must be >= 1, got {iterations}")
+    if warmup < 0:
+        raise ValueError(f"--warmup must be >= 0, got {warmup}")
+    cfg = load_config(config, list(overrides))
+    parts = build(cfg, resolve_device(device))
+    algo = parts.algo
+    say = progress or (lambda _: None)
+    sums = dict.fromkeys((*PHASES, "total_s", "env_steps"), 0.0)
+    compared = reference = None
+    try:
+        for i in range(warmup + iterations):
+            t0 = time.perf_counter()
+            stats = algo.train_iteration()
+            total = time.perf_counter() - t0
+            timed = i >= warmup
+            label = f"iteration {i + 1 - warmup}" if timed else f"warm-up {i + 1}"
+            say(f"{label}: " + "  ".join(f"{k} {stats['time/' + k]:.2f}" for k in PHASES)
+                + f"  total_s {total:.2f}  return {stats['meta_train/return/adapt_0']:.1f}")
+            if timed:
+                for k in PHASES:
+                    sums[k] += stats[f"time/{k}"]
+                sums["total_s"] += total
+                sums["env_steps"] += stats["env_steps"]
+        if compare:
+            compared, reference = _compare_meta_steps(algo)
+            say(f"same meta-step: configured {compared:.2f}s, reference {reference:.2f}s")
+    finally:
+        parts.sampler.close()
+    mean = {k: v / iterations for k, v in sums.items()}
+    return MamlBenchResult(mean["sample_s"], mean["adapt_s"], mean["update_s"], mean["total_s"],
+                           mean["env_steps"] / mean["total_s"], mean["env_steps"],
+                           compared, reference)
+
+
+def _compare_meta_steps(algo: MAMLTRPO) -> tuple[float, float]:
+    """Seconds of one meta-step on fresh samples: as configured, and the reference way."""
+    cfg = algo.cfg
+    tasks = algo.sampler.sample_tasks(cfg.meta_batch_size, algo.task_rng)
+    adaptation = algo.adapt(tasks, cfg.inner_steps, [cfg.inner_step_size],
+                            algo.episodes_per_task)
+    train = list(zip(adaptation.batches[:-1], adaptation.advantages))
+    seconds = []
+    for variant in (cfg, replace(cfg, fisher="exact", fisher_subsample=1.0)):
+        copy_ = MAMLTRPO(copy.deepcopy(algo.policy), algo.sampler, variant,
+                         algo.episodes_per_task)
+        t0 = time.perf_counter()
+        copy_.meta_update(train, adaptation.batches[-1], adaptation.params)
+        if adaptation.batches[-1].rewards.is_cuda:
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - t0)
+    return seconds[0], seconds[1]
