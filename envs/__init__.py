@@ -22,7 +22,7 @@ from .registry import (
     list_task_families,
     register_task_family,
 )
-from .tasks import DirectionTask, GoalTask, VelocityTask
+from .tasks import DirectionTask, GoalTask, VelocityTask, task_features
 
 _LOCOMOTION = {
     "HalfCheetahVel-v0": "half-cheetah running at a target velocity v* ~ U[0, 2] (MAML)",
@@ -71,6 +71,7 @@ __all__ = [
     "TaskFamilySpec",
     "UnknownTaskFamilyError",
     "VelocityTask",
+    "task_features",
     "get_task_family",
     "list_task_families",
     "register_builtin_families",

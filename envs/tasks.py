@@ -6,7 +6,10 @@ A task is a small frozen dataclass: hashable, printable, and safe to put in
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -28,3 +31,22 @@ class DirectionTask:
     """A running direction along x: +1 forward, -1 backward."""
 
     direction: int
+
+
+def task_features(task: object) -> np.ndarray:
+    """The task's parameters as a flat float32 vector, e.g. ``VelocityTask(1.3) -> [1.3]``.
+
+    What an *oracle* policy sees in addition to the observation. Works for any task
+    dataclass whose fields are numbers or sequences of numbers.
+    """
+    if not dataclasses.is_dataclass(task):
+        raise TypeError(f"task features need a dataclass task, got {type(task).__name__}")
+    values = []
+    for f in dataclasses.fields(task):
+        value = getattr(task, f.name)
+        try:
+            values.extend(np.asarray(value, dtype=np.float32).reshape(-1).tolist())
+        except (TypeError, ValueError):
+            raise TypeError(f"task field {type(task).__name__}.{f.name}={value!r} is not "
+                            "numeric, so the task cannot be given to the policy") from None
+    return np.asarray(values, dtype=np.float32)

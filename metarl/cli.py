@@ -34,6 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="seed of the held-out tasks (default 0)")
     ev.add_argument("--out", type=Path, help="output directory (default RUN_DIR/eval)")
     ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ev.add_argument("--baselines", metavar="METHODS",
+                    help="comma-separated comparison methods of the MAML paper: pretrained, "
+                         "random, oracle; pretrained/oracle use the newest matching TRPO run "
+                         "next to RUN_DIR (trained from configs/baselines/) or NAME=RUN_DIR")
+    ev.add_argument("--step-grid", metavar="STEPS", default="0.025,0.05,0.1,0.2,0.4",
+                    help="step sizes tried when fine-tuning pretrained/random; the best is "
+                         "kept (default 0.025,0.05,0.1,0.2,0.4)")
 
     sub.add_parser("envs", help="list registered task families")
 
@@ -97,13 +104,20 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_run
+    from .config import ConfigError
+    from .evaluation import evaluate_run, parse_baselines
 
+    try:
+        grid = [float(x) for x in args.step_grid.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--step-grid: expected comma-separated numbers, got "
+                          f"{args.step_grid!r}") from None
     out_dir, points = evaluate_run(args.run_dir, args.tasks, args.grad_steps, args.seed,
-                                   args.out, args.device)
-    print(f"{'method':<8} {'step':>4} {'mean_return':>12} {'stderr':>8} {'n_tasks':>7}")
+                                   args.out, args.device, parse_baselines(args.baselines), grid,
+                                   progress=lambda m: print(m, flush=True))
+    print(f"{'method':<10} {'step':>4} {'mean_return':>12} {'stderr':>8} {'n_tasks':>7}")
     for p in points:
-        print(f"{p.method:<8} {p.step:>4} {p.mean_return:>12.2f} {p.stderr:>8.2f} {p.n_tasks:>7}")
+        print(f"{p.method:<10} {p.step:>4} {p.mean_return:>12.2f} {p.stderr:>8.2f} {p.n_tasks:>7}")
     print(f"wrote {out_dir / 'adaptation.csv'} and {out_dir / 'adaptation.png'}")
     return 0
 

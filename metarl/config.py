@@ -41,6 +41,8 @@ class EnvConfig:
     id: str = _field("Navigation2D-v0", "Registered task family id (see `metarl envs`).")
     horizon: int | None = _field(None, "Steps per episode; null uses the family's default.", ge=1)
     kwargs: dict[str, Any] = _field({}, "Keyword arguments of the family (reward terms, task ranges).")
+    task_in_observation: bool = _field(False, "Append the task's parameters to every observation "
+                                       "(the MAML paper's oracle baseline).")
 
 
 @dataclass
@@ -64,7 +66,9 @@ class SamplerConfig:
 
 @dataclass
 class AlgoConfig:
-    name: str = _field("maml_trpo", "Meta-learning algorithm.", choices=("maml_trpo",))
+    name: str = _field("maml_trpo", "Algorithm: maml_trpo, or trpo (one policy trained on the "
+                       "mixture of tasks without adaptation: the paper's pretrained and oracle "
+                       "baselines).", choices=("maml_trpo", "trpo"))
     meta_batch_size: int = _field(20, "Tasks sampled per meta-iteration.", ge=1)
     inner_steps: int = _field(1, "Inner-loop policy-gradient steps during meta-training.", ge=1)
     inner_step_size: float = _field(0.1, "Inner-loop step size alpha.", gt=0)

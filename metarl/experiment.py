@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from . import __version__
-from .algos import MAMLTRPO
+from .algos import ALGORITHMS, MAMLTRPO
 from .config import Config, ConfigError
 from .envs import TaskFamilyError, TaskFamilySpec, UnknownTaskFamilyError, get_task_family
 from .policies import GaussianMLPPolicy
@@ -26,6 +26,7 @@ from .samplers import BatchSampler
 
 # Independent random streams derived from one seed (numpy SeedSequence spawn keys).
 STREAM_TASKS, STREAM_ACTIONS, STREAM_EVAL_TASKS, STREAM_EVAL_ACTIONS = 1, 2, 3, 4
+STREAM_RANDOM_INIT = 5  # the randomly initialised policy of `metarl eval --baselines random`
 
 
 def derive_seed(seed: int, stream: int) -> int:
@@ -71,14 +72,15 @@ def build(cfg: Config, device: torch.device) -> Components:
     try:
         sampler = BatchSampler(family, cfg.env.kwargs, cfg.env.horizon, device,
                                seed=derive_seed(seed, STREAM_ACTIONS), backend=backend,
-                               threads=cfg.sampler.threads)
+                               threads=cfg.sampler.threads,
+                               task_in_obs=cfg.env.task_in_observation)
     except TaskFamilyError as err:  # unknown or out-of-range kwargs, broken model file
         raise ConfigError(f"env.kwargs: {err}") from None
     policy = GaussianMLPPolicy(sampler.obs_dim, sampler.act_dim, cfg.policy.hidden_sizes,
                                cfg.policy.activation, cfg.policy.init_std,
                                cfg.policy.min_std).to(device)
-    algo = MAMLTRPO(policy, sampler, cfg.algo, cfg.sampler.episodes_per_task,
-                    seed=derive_seed(seed, STREAM_TASKS))
+    algo = ALGORITHMS[cfg.algo.name](policy, sampler, cfg.algo, cfg.sampler.episodes_per_task,
+                                     seed=derive_seed(seed, STREAM_TASKS))
     return Components(family, sampler, policy, algo)
 
 

@@ -99,7 +99,7 @@ def test_meta_kl_hvp_through_inner_step_matches_finite_differences():
     theta = list(policy.parameters())
 
     def grad_kl(create_graph):
-        adapted = algo._adapted_from_meta(train, create_graph=True)
+        adapted = algo._adapted_from_meta(train, valid.num_tasks, create_graph=True)
         _, kl = surrogate_loss(policy, adapted, valid, valid_adv, old_dist)
         return torch.autograd.grad(kl.mean(), theta, create_graph=create_graph)
 

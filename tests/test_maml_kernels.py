@@ -149,7 +149,7 @@ def test_batched_meta_update_equals_per_task_loop(fisher):
     # The batched gradient and Fisher-vector product at the starting parameters ...
     theta = list(policy.parameters())
     old_dist = policy(valid.observations, adapted)
-    loss, _ = surrogate_loss(policy, algo._adapted_from_meta(train, True), valid, valid_adv,
+    loss, _ = surrogate_loss(policy, algo._adapted_from_meta(train, valid.num_tasks, True), valid, valid_adv,
                              old_dist)
     grad = flat(torch.autograd.grad(loss.mean(), theta))
     torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-8)

@@ -1,5 +1,7 @@
-"""Meta-learning algorithms."""
+"""Meta-learning algorithms (and the plain-TRPO baseline)."""
 
-from .maml_trpo import MAMLTRPO
+from .maml_trpo import MAMLTRPO, TRPO
 
-__all__ = ["MAMLTRPO"]
+ALGORITHMS = {cls.name: cls for cls in (MAMLTRPO, TRPO)}
+
+__all__ = ["ALGORITHMS", "MAMLTRPO", "TRPO"]

@@ -65,6 +65,7 @@ class MAMLTRPO:
     """Meta-learner exposing ``train_iteration()`` and, for evaluation, ``adapt()``."""
 
     name = "maml_trpo"
+    adapts_in_training = True
 
     def __init__(self, policy: GaussianMLPPolicy, sampler: BatchSampler, cfg: AlgoConfig,
                  episodes_per_task: int, seed: int = 0) -> None:
@@ -112,8 +113,8 @@ class MAMLTRPO:
         return Adaptation(batches, advantages, params, sample_s, adapt_s)
 
     def _adapted_from_meta(self, train: Sequence[tuple[EpisodeBatch, torch.Tensor]],
-                           create_graph: bool) -> Params:
-        params = stack_params(self.policy.params(), train[0][0].num_tasks)
+                           num_tasks: int, create_graph: bool) -> Params:
+        params = stack_params(self.policy.params(), num_tasks)
         for batch, adv in train:
             params = self.inner_step(params, batch, adv, self.cfg.inner_step_size, create_graph)
         return params
@@ -124,8 +125,8 @@ class MAMLTRPO:
         """Run one meta-iteration; returns scalar statistics keyed by TensorBoard tag."""
         cfg = self.cfg
         tasks = self.sampler.sample_tasks(cfg.meta_batch_size, self.task_rng)
-        adaptation = self.adapt(tasks, cfg.inner_steps, [cfg.inner_step_size],
-                                self.episodes_per_task)
+        adaptation = self.adapt(tasks, cfg.inner_steps if self.adapts_in_training else 0,
+                                [cfg.inner_step_size], self.episodes_per_task)
         batches = adaptation.batches
         t1 = time.perf_counter()
         stats = self.meta_update(list(zip(batches[:-1], adaptation.advantages)), batches[-1],
@@ -134,8 +135,10 @@ class MAMLTRPO:
 
         for k, batch in enumerate(batches):
             stats[f"meta_train/return/adapt_{k}"] = batch.episode_returns().mean().item()
-        stats["meta_train/return/gain"] = (stats[f"meta_train/return/adapt_{len(batches) - 1}"]
-                                           - stats["meta_train/return/adapt_0"])
+        if len(batches) > 1:
+            stats["meta_train/return/gain"] = (
+                stats[f"meta_train/return/adapt_{len(batches) - 1}"]
+                - stats["meta_train/return/adapt_0"])
         stats.update({
             "diagnostics/sim_diverged": float(sum(b.num_diverged for b in batches)),
             "time/sample_s": adaptation.sample_s,
@@ -158,12 +161,12 @@ class MAMLTRPO:
         valid_adv = self.advantages(valid)
         with torch.no_grad():
             old_dist = self.policy(valid.observations, old_params)
-            inner_loss = reinforce_loss(self.policy, stack_params(self.policy.params(),
-                                                                  valid.num_tasks),
-                                        train[0][0], train[0][1]).mean().item()
+            inner_loss = float("nan") if not train else reinforce_loss(
+                self.policy, stack_params(self.policy.params(), valid.num_tasks),
+                train[0][0], train[0][1]).mean().item()
 
         def surrogate(create_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
-            adapted = self._adapted_from_meta(train, create_graph)
+            adapted = self._adapted_from_meta(train, valid.num_tasks, create_graph)
             loss, kl = surrogate_loss(self.policy, adapted, valid, valid_adv, old_dist)
             return loss.mean(), kl.mean()
 
@@ -198,9 +201,9 @@ class MAMLTRPO:
                                               cfg.ls_max_steps, cfg.ls_backtrack_ratio)
             if not result.accepted:
                 _assign(theta, old_vector)
-        return {
+        stats = {} if not train else {"losses/inner_loss": inner_loss}
+        return stats | {
             "diagnostics/skipped_updates": float(full_step is None),
-            "losses/inner_loss": inner_loss,
             "losses/surrogate_before": loss_before.item(),
             "losses/surrogate_after": result.loss,
             "losses/kl_before": kl_before.item(),
@@ -222,6 +225,19 @@ class MAMLTRPO:
         self.policy.load_state_dict(state["policy"])
         self.task_rng.bit_generator.state = state["task_rng"]
         self.sampler.load_state_dict(state["sampler"])
+
+
+class TRPO(MAMLTRPO):
+    """TRPO on the mixture of tasks: one policy for all tasks, no adaptation while training.
+
+    The MAML paper's *pretrained* baseline (and, with ``env.task_in_observation``,
+    its *oracle*). It is :class:`MAMLTRPO` with zero inner steps, so it shares the
+    sampler, the batched surrogate and the trust-region step; ``adapt`` (fine-tuning
+    in evaluation) is the same vanilla policy gradient.
+    """
+
+    name = "trpo"
+    adapts_in_training = False
 
 
 @torch.no_grad()

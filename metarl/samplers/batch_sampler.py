@@ -8,7 +8,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..envs import BatchTaskEnv, TaskFamilySpec
+from ..envs import BatchTaskEnv, TaskFamilySpec, task_features
 from ..policies import GaussianMLPPolicy
 from .episode_batch import EpisodeBatch
 from .gym_vector import GymVectorEnv
@@ -50,6 +50,9 @@ class BatchSampler:
     initial-state noise from per-simulation seeds, so a seed gives the same samples
     on CPU and GPU and with either backend.
 
+    With ``task_in_obs`` the task's parameters (:func:`~metarl.envs.task_features`)
+    are appended to every observation, for the paper's *oracle* baseline.
+
     A simulation that diverges (non-finite values, or MuJoCo's instability reset)
     ends its episode before the diverged step, which is masked out; it is flagged
     in ``EpisodeBatch.diverged``.
@@ -57,7 +60,8 @@ class BatchSampler:
 
     def __init__(self, family: TaskFamilySpec, env_kwargs: dict[str, Any] | None = None,
                  horizon: int | None = None, device: torch.device | str = "cpu",
-                 seed: int = 0, backend: str = "batch", threads: int = 0) -> None:
+                 seed: int = 0, backend: str = "batch", threads: int = 0,
+                 task_in_obs: bool = False) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"sampler backend must be one of {BACKENDS}, got {backend!r}")
         self.family = family
@@ -65,12 +69,16 @@ class BatchSampler:
         self.horizon = horizon or family.max_episode_steps
         self.device = torch.device(device)
         self.backend, self.threads = backend, threads
+        self.task_in_obs = task_in_obs
         self.generator = torch.Generator()
         self.reset_rng = np.random.default_rng()
         self.reseed(seed)
         self._envs: dict[int, BatchTaskEnv] = {}
         probe = self.env(1)
-        self.obs_dim = int(np.prod(probe.observation_space.shape))
+        self.env_obs_dim = int(np.prod(probe.observation_space.shape))
+        self.task_dim = (len(task_features(probe.sample_tasks(1, np.random.default_rng(0))[0]))
+                         if task_in_obs else 0)
+        self.obs_dim = self.env_obs_dim + self.task_dim
         self.act_dim = int(np.prod(probe.action_space.shape))
 
     def reseed(self, seed: int) -> None:
@@ -111,7 +119,11 @@ class BatchSampler:
         n = num_tasks * episodes_per_task
         env = self.env(n)
         seeds = self.reset_rng.integers(0, 2**63 - 1, size=n)
-        obs = env.reset([task for task in tasks for _ in range(episodes_per_task)], seeds)
+        sim_tasks = [task for task in tasks for _ in range(episodes_per_task)]
+        obs = env.reset(sim_tasks, seeds).reshape(n, self.env_obs_dim)
+        if self.task_in_obs:
+            features = np.repeat(np.stack([task_features(task) for task in tasks]),
+                                 episodes_per_task, axis=0)
         obs_buf = np.zeros((horizon, n, self.obs_dim), dtype=np.float32)
         act_buf = np.zeros((horizon, n, self.act_dim), dtype=np.float32)
         rew_buf = np.zeros((horizon, n), dtype=np.float32)
@@ -122,7 +134,9 @@ class BatchSampler:
         dtype = next(iter(params.values())).dtype
         noise_shape = (num_tasks, episodes_per_task, self.act_dim)
         for t in range(horizon):
-            obs_buf[t] = obs.reshape(n, self.obs_dim)
+            obs_buf[t, :, :self.env_obs_dim] = obs
+            if self.task_in_obs:
+                obs_buf[t, :, self.env_obs_dim:] = features
             obs_t = torch.from_numpy(obs_buf[t]).to(self.device, dtype)
             mean, std = policy.mean_std(obs_t.view(num_tasks, episodes_per_task, self.obs_dim),
                                         params)
@@ -132,11 +146,12 @@ class BatchSampler:
                 raise NonFiniteActionError(f"task family '{self.family.id}': the policy produced "
                                            f"non-finite actions at step {t}")
             obs, reward, term, trunc, info = env.step(actions)
-            bad = ~(np.isfinite(reward) & np.isfinite(obs.reshape(n, -1)).all(axis=1))
+            obs = obs.reshape(n, self.env_obs_dim)
+            bad = ~(np.isfinite(reward) & np.isfinite(obs).all(axis=1))
             if "diverged" in info:
                 bad |= info["diverged"]
             if bad.any():  # the step never happened for learning: mask it, end the episode
-                obs = np.where(bad[:, None], 0.0, obs.reshape(n, -1))
+                obs = np.where(bad[:, None], 0.0, obs)
                 diverged |= active & bad
                 live = active & ~bad
             else:

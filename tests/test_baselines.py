@@ -1,0 +1,113 @@
+"""The MAML paper's comparison methods: TRPO on the task mixture, the task-aware
+oracle, and `metarl eval --baselines` end to end with a tiny budget."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from metarl.envs import DirectionTask, GoalTask, VelocityTask, get_task_family, task_features
+from metarl.policies import GaussianMLPPolicy
+from metarl.samplers import BatchSampler
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "maml_trpo" / "navigation_2d.yaml"
+TINY = ["--set", "train.iterations=2", "--set", "algo.meta_batch_size=3",
+        "--set", "sampler.episodes_per_task=2", "--set", "sampler.eval_episodes_per_task=2",
+        "--set", "env.horizon=15", "--device", "cpu"]
+
+
+def metarl(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "metarl", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_task_features_flatten_numeric_fields():
+    np.testing.assert_array_equal(task_features(VelocityTask(1.5)), [1.5])
+    np.testing.assert_array_equal(task_features(DirectionTask(-1)), [-1.0])
+    np.testing.assert_array_equal(task_features(GoalTask((0.25, -0.5))), [0.25, -0.5])
+    with pytest.raises(TypeError, match="dataclass"):
+        task_features(1.5)
+
+
+def test_sampler_appends_task_parameters_for_the_oracle():
+    family = get_task_family("Navigation2D-v0")
+    plain = BatchSampler(family, horizon=5, seed=0)
+    oracle = BatchSampler(family, horizon=5, seed=0, task_in_obs=True)
+    assert oracle.obs_dim == plain.obs_dim + 2
+    tasks = [GoalTask((0.1, 0.2)), GoalTask((-0.3, 0.4))]
+    policy = GaussianMLPPolicy(oracle.obs_dim, oracle.act_dim, (4,))
+    batch = oracle.sample(policy, policy.params(), tasks, 3)
+    for i, task in enumerate(tasks):
+        goal = torch.tensor(task.goal).expand(3, 5, 2)
+        torch.testing.assert_close(batch.observations[i, :, :, 2:], goal)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    work = tmp_path_factory.mktemp("baselines")
+    root = work / "runs"
+    common = [*TINY, "--set", f"train.runs_root={root}"]
+    for extra in ([], ["--set", "algo.name=trpo"],
+                  ["--set", "algo.name=trpo", "--set", "env.task_in_observation=true"]):
+        proc = metarl("train", CONFIG, *common, *extra, cwd=work)
+        assert proc.returncode == 0, proc.stderr
+    by_algo = {}
+    for run in root.iterdir():
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        key = "oracle" if cfg["env"]["task_in_observation"] else cfg["algo"]["name"]
+        by_algo[key] = run
+    assert set(by_algo) == {"maml_trpo", "trpo", "oracle"}
+    return work, by_algo
+
+
+def test_eval_with_baselines_writes_all_curves(runs):
+    work, by_algo = runs
+    out = work / "eval"
+    proc = metarl("eval", by_algo["maml_trpo"], "--tasks", 3, "--grad-steps", 2, "--device", "cpu",
+                  "--baselines", "pretrained,random,oracle", "--step-grid", "0.05,0.2",
+                  "--out", out, cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    with open(out / "adaptation.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    methods = {(r["method"], int(r["step"])) for r in rows}
+    assert methods == {(m, k) for m in ("maml", "pretrained", "random", "oracle") for k in range(3)}
+    oracle = [float(r["mean_return"]) for r in rows if r["method"] == "oracle"]
+    assert len(set(oracle)) == 1  # not adapted: one measurement drawn at every step
+    info = yaml.safe_load((out / "eval_info.yaml").read_text())
+    assert info["baselines"]["pretrained"]["step_size"] in (0.05, 0.2)
+    assert str(by_algo["trpo"]) in info["baselines"]["pretrained"]["checkpoint"]
+    assert str(by_algo["oracle"]) in info["baselines"]["oracle"]["checkpoint"]
+    assert (out / "adaptation.png").stat().st_size > 0
+    # Same held-out tasks and action noise for every method: the random baseline is
+    # reproducible, and MAML's curve does not depend on which baselines were asked for.
+    again = metarl("eval", by_algo["maml_trpo"], "--tasks", 3, "--grad-steps", 2,
+                   "--device", "cpu", "--out", work / "eval2", cwd=work)
+    assert again.returncode == 0, again.stderr
+    with open(work / "eval2" / "adaptation.csv") as handle:
+        maml_only = [r for r in csv.DictReader(handle)]
+    assert maml_only == [r for r in rows if r["method"] == "maml"]
+
+
+def test_eval_baseline_errors_explain(runs, tmp_path):
+    work, by_algo = runs
+    lonely = tmp_path / "alone"
+    lonely.mkdir()
+    import shutil
+    shutil.copytree(by_algo["maml_trpo"], lonely / "maml")
+    proc = metarl("eval", lonely / "maml", "--tasks", 2, "--grad-steps", 1,
+                  "--baselines", "pretrained", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "configs/baselines/" in proc.stderr and "pretrained=RUN_DIR" in proc.stderr
+    proc = metarl("eval", by_algo["maml_trpo"], "--baselines", "pretrained=" + str(by_algo["oracle"]),
+                  "--tasks", 2, "--grad-steps", 1, cwd=tmp_path)
+    assert proc.returncode == 2 and "not a pretrained baseline" in proc.stderr
+    proc = metarl("eval", by_algo["trpo"], "--tasks", 2, cwd=tmp_path)
+    assert proc.returncode == 2 and "'trpo' run" in proc.stderr
+    proc = metarl("eval", by_algo["maml_trpo"], "--baselines", "pretrianed", cwd=tmp_path)
+    assert proc.returncode == 2 and "unknown method 'pretrianed'" in proc.stderr
