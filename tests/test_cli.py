@@ -114,3 +114,25 @@ def test_eval_refuses_a_directory_that_is_not_a_run(tmp_path):
     (tmp_path / "empty").mkdir()
     proc = metarl("eval", tmp_path / "empty", cwd=tmp_path)
     assert proc.returncode == 2 and "is not a metarl run directory" in proc.stderr
+
+
+def test_bench_maml_reports_phase_seconds(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = metarl("bench", "maml", "--config", CONFIG, "--iterations", 2, "--warmup", 0,
+                  "--device", "cpu", "--set", "algo.meta_batch_size=3", "--set", "sampler.episodes_per_task=2",
+                  "--set", "env.horizon=20", "--json", out, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(out.read_text())
+    assert set(figures) == {"sample_s", "adapt_s", "update_s", "total_s", "env_steps_per_s"}
+    assert all(v > 0 for v in figures.values())
+    assert figures["total_s"] >= figures["sample_s"] + figures["adapt_s"] + figures["update_s"] - 1e-3
+    assert "iteration 2:" in proc.stdout
+    compared = metarl("bench", "maml", "--config", CONFIG, "--iterations", 1, "--warmup", 0,
+                      "--device", "cpu", "--set", "algo.meta_batch_size=3", "--set",
+                      "sampler.episodes_per_task=2", "--set", "env.horizon=20", "--compare",
+                      "--json", out, cwd=tmp_path)
+    assert compared.returncode == 0, compared.stderr
+    figures = json.loads(out.read_text())
+    assert figures["update_speedup"] > 0 and figures["reference_update_s"] > 0
+    bad = metarl("bench", "maml", "--config", CONFIG, "--iterations", 0, cwd=tmp_path)
+    assert bad.returncode == 2 and "--iterations must be >= 1" in bad.stderr
