@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .checkpoint import CheckpointError
     from .runtime import keep_freed_memory_in_heap
+    from .algos.maml_trpo import AdaptationError
+    from .training import TrainingStopped
 
     keep_freed_memory_in_heap()
     from .config import ConfigError
@@ -209,6 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError) as err:
         print(f"metarl {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except AdaptationError as err:
+        print(f"metarl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except TrainingStopped as err:
+        print(f"metarl {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print(f"metarl {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -39,7 +39,8 @@ def _field(default: Any, doc: str, *, ge: float | None = None, gt: float | None 
 @dataclass
 class EnvConfig:
     id: str = _field("Navigation2D-v0", "Registered task family id (see `metarl envs`).")
-    horizon: int | None = _field(None, "Steps per episode; null uses the family's default.", ge=1)
+    horizon: int | None = _field(None, "Steps per episode; null uses the family's default.", ge=1,
+                              le=10**7)
     kwargs: dict[str, Any] = _field({}, "Keyword arguments of the family (reward terms, task ranges).")
     task_in_observation: bool = _field(False, "Append the task's parameters to every observation "
                                        "(the MAML paper's oracle baseline).")
@@ -47,10 +48,12 @@ class EnvConfig:
 
 @dataclass
 class PolicyConfig:
-    hidden_sizes: list[int] = _field([100, 100], "Hidden layer widths of the Gaussian MLP.", ge=1)
+    hidden_sizes: list[int] = _field([100, 100], "Hidden layer widths of the Gaussian MLP.", ge=1,
+                                   le=65536)
     activation: str = _field("relu", "Hidden-layer nonlinearity.", choices=("relu", "tanh"))
-    init_std: float = _field(1.0, "Initial standard deviation of the Gaussian policy.", gt=0)
-    min_std: float = _field(1e-6, "Lower bound on the standard deviation.", gt=0)
+    init_std: float = _field(1.0, "Initial standard deviation of the Gaussian policy.", gt=0,
+                            le=1e3)
+    min_std: float = _field(1e-6, "Lower bound on the standard deviation.", gt=0, le=1e3)
 
 
 @dataclass
@@ -59,9 +62,12 @@ class SamplerConfig:
                           "vectorized call per step), gym (gymnasium SyncVectorEnv of its "
                           "gymnasium env), auto (batch when the family has one, else gym).",
                           choices=("auto", "batch", "gym"))
-    threads: int = _field(0, "Threads stepping MuJoCo batched envs (0 = all CPU cores).", ge=0)
-    episodes_per_task: int = _field(20, "Episodes per task per adaptation step in training.", ge=1)
-    eval_episodes_per_task: int = _field(40, "Episodes per task per step in meta-evaluation.", ge=1)
+    threads: int = _field(0, "Threads stepping MuJoCo batched envs (0 = all CPU cores).", ge=0,
+                         le=4096)
+    episodes_per_task: int = _field(20, "Episodes per task per adaptation step in training.", ge=1,
+                                   le=10**6)
+    eval_episodes_per_task: int = _field(40, "Episodes per task per step in meta-evaluation.", ge=1,
+                                        le=10**6)
 
 
 @dataclass
@@ -69,15 +75,18 @@ class AlgoConfig:
     name: str = _field("maml_trpo", "Algorithm: maml_trpo, or trpo (one policy trained on the "
                        "mixture of tasks without adaptation: the paper's pretrained and oracle "
                        "baselines).", choices=("maml_trpo", "trpo"))
-    meta_batch_size: int = _field(20, "Tasks sampled per meta-iteration.", ge=1)
-    inner_steps: int = _field(1, "Inner-loop policy-gradient steps during meta-training.", ge=1)
-    inner_step_size: float = _field(0.1, "Inner-loop step size alpha.", gt=0)
+    meta_batch_size: int = _field(20, "Tasks sampled per meta-iteration.", ge=1, le=10**6)
+    inner_steps: int = _field(1, "Inner-loop policy-gradient steps during meta-training.", ge=1,
+                             le=100)
+    inner_step_size: float = _field(0.1, "Inner-loop step size alpha.", gt=0, le=1e3)
     first_order: bool = _field(False, "Drop second-order terms of the meta-gradient (FOMAML).")
     gamma: float = _field(0.99, "Discount factor.", gt=0, le=1)
     gae_lambda: float = _field(1.0, "GAE lambda (1.0 = Monte-Carlo advantages).", ge=0, le=1)
     normalize_advantages: bool = _field(True, "Standardize advantages per task.")
-    baseline_reg: float = _field(1e-5, "Ridge coefficient of the linear feature baseline.", gt=0)
-    max_kl: float = _field(0.01, "TRPO trust region: max mean KL per meta-update.", gt=0)
+    baseline_reg: float = _field(1e-5, "Ridge coefficient of the linear feature baseline.", gt=0,
+                                 le=1e6)
+    max_kl: float = _field(0.01, "TRPO trust region: max mean KL per meta-update.", gt=0,
+                           le=10)
     fisher: str = _field("gauss_newton", "Fisher-vector products of the meta-step's KL: exact "
                          "(double backprop), gauss_newton (same values, jvp/vjp), first_order "
                          "(ignores the inner step's Jacobian; approximate).",
@@ -85,22 +94,28 @@ class AlgoConfig:
     fisher_subsample: float = _field(1.0, "Share of each task's episodes used for Fisher-vector "
                                      "products (the gradient and line search use all).",
                                      gt=0, le=1)
-    cg_iters: int = _field(10, "Conjugate-gradient iterations.", ge=1)
-    cg_damping: float = _field(1e-5, "Damping added to the Fisher-vector product.", ge=0)
-    ls_max_steps: int = _field(15, "Maximum backtracking line-search steps.", ge=1)
+    cg_iters: int = _field(10, "Conjugate-gradient iterations.", ge=1, le=10**4)
+    cg_damping: float = _field(1e-5, "Damping added to the Fisher-vector product.", ge=0,
+                               le=1e6)
+    ls_max_steps: int = _field(15, "Maximum backtracking line-search steps.", ge=1, le=1000)
     ls_backtrack_ratio: float = _field(0.8, "Step shrink factor per line-search step.", gt=0, lt=1)
     eval_step_sizes: list[float] = _field(
-        [0.1, 0.05], "Evaluation step sizes: step k uses entry min(k, len-1).", gt=0)
+        [0.1, 0.05], "Evaluation step sizes: step k uses entry min(k, len-1).", gt=0, le=1e3)
 
 
 @dataclass
 class TrainConfig:
-    iterations: int = _field(100, "Number of meta-iterations.", ge=1)
-    seed: int = _field(0, "Seed for tasks, actions and initialisation.", ge=0)
+    iterations: int = _field(100, "Number of meta-iterations.", ge=1, le=10**9)
+    seed: int = _field(0, "Seed for tasks, actions and initialisation.", ge=0,
+                       le=2**63 - 1)
     device: str = _field("auto", "Compute device; auto picks cuda when available.",
                          choices=("auto", "cpu", "cuda"))
-    checkpoint_every: int = _field(10, "Write a checkpoint every N iterations (and at the end).", ge=1)
+    checkpoint_every: int = _field(10, "Write a checkpoint every N iterations (and at the end).", ge=1,
+                                  le=10**9)
     runs_root: str = _field("runs", "Directory under which run directories are created.")
+    max_skipped_updates: int = _field(5, "Stop the run (with a checkpoint) after this many "
+                                      "meta-updates in a row were skipped for NaN/Inf.", ge=1,
+                                      le=10**6)
 
 
 @dataclass
@@ -283,6 +298,14 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     return data
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A one-line description of a YAML syntax error, with its position."""
+    problem = getattr(err, "problem", None) or getattr(err, "context", None) or str(err)
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
+
+
 def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> Config:
     """Read a YAML config (or the defaults when ``path`` is None), apply overrides, validate."""
     data: Any = {}
@@ -293,9 +316,14 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> Confi
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not a UTF-8 text file ({err.reason} at byte "
+                              f"{err.start})") from None
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read the config: {err.strerror}") from None
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+            raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from None
     if data is None:  # an empty file
         data = {}
     if isinstance(data, dict):  # anything else is reported by config_from_dict below

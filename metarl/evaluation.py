@@ -7,6 +7,7 @@ meta-learner. Tasks are drawn from a random stream independent of training.
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 import yaml
 
+from . import __version__
 from .algos import MAMLTRPO
 from .checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
 from .config import Config, ConfigError, config_from_dict
@@ -104,13 +106,26 @@ def load_run(run_dir: Path, device: torch.device, what: str = "run") -> LoadedRu
                               "(expected config.yaml and checkpoints/ written by `metarl train`)")
     ckpt_path = latest_checkpoint(run_dir / "checkpoints")
     state = load_checkpoint(ckpt_path)
-    cfg = config_from_dict(state["config"], source=str(ckpt_path))
+    try:
+        cfg = config_from_dict(state["config"], source=str(ckpt_path))
+    except ConfigError as err:
+        written_by = _written_by(run_dir)
+        raise CheckpointError(f"{ckpt_path}: its config does not fit metarl {__version__}"
+                              f"{written_by} ({err})") from None
     parts = build(cfg, device)
     if state.get("algo") != parts.algo.name:
         raise CheckpointError(f"{ckpt_path} was written by algorithm {state.get('algo')!r}, "
                               f"but its config says {parts.algo.name!r}")
     parts.algo.load_state_dict(state["algo_state"])
     return LoadedRun(run_dir, ckpt_path, state, cfg, parts)
+
+
+def _written_by(run_dir: Path) -> str:
+    try:
+        version = json.loads((run_dir / "metadata.json").read_text()).get("metarl_version")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return f"; the run was written by metarl {version}" if version else ""
 
 
 def parse_baselines(text: str | None) -> dict[str, Path | None]:
@@ -163,7 +178,7 @@ def _curve(algo: Any, tasks: Sequence[Any], grad_steps: int, step_sizes: Sequenc
            episodes: int, action_seed: int) -> list[np.ndarray]:
     """Per-task mean returns after 0..``grad_steps`` steps (same action noise for every call)."""
     algo.sampler.reseed(action_seed)
-    batches = algo.adapt(tasks, grad_steps, step_sizes, episodes).batches
+    batches = algo.adapt(tasks, grad_steps, step_sizes, episodes).check().batches
     return [b.episode_returns().mean(1).cpu().numpy() for b in batches]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -133,16 +134,44 @@ def write_config(run_dir: Path, cfg: Config) -> None:
     tmp.replace(path)
 
 
+MIN_FREE_BYTES = 64 * 2**20  # room for checkpoints, TensorBoard events and progress.csv
+
+
+def check_free_space(run_dir: Path, needed: int = MIN_FREE_BYTES) -> None:
+    """Fail before training if the run directory's file system is (nearly) full."""
+    free = shutil.disk_usage(run_dir).free
+    if free < needed:
+        raise ConfigError(f"run directory {run_dir}: only {free / 2**20:.1f} MiB free on its file "
+                          f"system; a run needs at least {needed / 2**20:.0f} MiB for checkpoints "
+                          "and logs")
+
+
+def check_writable(run_dir: Path) -> None:
+    """Fail before training if checkpoints cannot be written under ``run_dir``."""
+    probe = Path(run_dir) / "checkpoints" / ".write_probe"
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"metarl")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"run directory {run_dir} is not writable: {err.strerror}") from None
+    check_free_space(run_dir)
+
+
 def prepare_run_dir(run_dir: Path, cfg: Config, device: torch.device) -> Path:
     """Create the run directory and write ``config.yaml`` and ``metadata.json``.
 
-    Fails before any training if the directory cannot be created or written.
+    Fails before any training if the directory cannot be created or written, or its
+    file system is nearly full.
     """
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir: {run_dir} exists and is not a directory")
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"--run-dir: {run_dir} already exists and is not empty")
     try:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        check_writable(run_dir)
         write_config(run_dir, cfg)
         (run_dir / "metadata.json").write_text(json.dumps(metadata(device), indent=2) + "\n")
     except OSError as err:

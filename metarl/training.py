@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+import signal
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -18,7 +21,14 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import Config, ConfigError
-from .experiment import build, default_run_dir, prepare_run_dir, resolve_device, write_config
+from .experiment import (
+    build,
+    check_writable,
+    default_run_dir,
+    prepare_run_dir,
+    resolve_device,
+    write_config,
+)
 from .logger import RunLogger
 
 
@@ -38,6 +48,50 @@ def _set_rng_state(state: dict[str, Any]) -> None:
                             for k, v in numpy_state["state"].items()}
     np.random.set_state(numpy_state)
     torch.set_rng_state(state["torch"])
+
+
+class TrainingStopped(RuntimeError):
+    """Training stopped early on purpose (a signal) or for safety (repeated NaN/Inf);
+    a checkpoint of the last good state was written first."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _StopRequests:
+    """SIGINT/SIGTERM handling: the first signal asks the loop to stop at the end of the
+    current iteration (after writing a checkpoint); a second one stops at once.
+
+    Stopping at once is safe: checkpoints are written to a temporary file and renamed,
+    so an interrupted write leaves the previous checkpoints untouched.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping at once")
+        self.signum = signum
+        print(f"metarl: {self.name} received; stopping after this iteration with a checkpoint "
+              "(send it again to stop at once)", flush=True)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["_StopRequests"]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signal handlers can only be set from the main thread
+            return
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
 
 def latest_valid_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
@@ -66,6 +120,7 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
     if resume:
         if run_dir is None:
             raise ConfigError("--resume needs a run directory")
+        check_writable(run_dir)
         path, checkpoint = latest_valid_checkpoint(run_dir)
         if checkpoint.get("algo") != cfg.algo.name:
             raise CheckpointError(f"{path} was written by algorithm {checkpoint.get('algo')!r}, "
@@ -94,21 +149,47 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
         print(f"metarl: {what} {cfg.algo.name} on {parts.family.id} for "
               f"{cfg.train.iterations} iterations on {device}; run directory {run_dir}", flush=True)
     start = time.perf_counter() - wall_before
+
+    def checkpoint(iteration: int) -> Path:
+        return save_checkpoint(checkpoint_path(run_dir / "checkpoints", iteration), {
+            "algo": algo.name, "iteration": iteration, "env_steps": env_steps,
+            "config": cfg.to_dict(), "algo_state": algo.state_dict(),
+            "rng": _rng_state(), "wall_s": time.perf_counter() - start})
+
+    skipped_in_a_row = 0
+    stop = _StopRequests()
     try:
-        for iteration in range(done + 1, cfg.train.iterations + 1):
-            t0 = time.perf_counter()
-            stats = algo.train_iteration()
-            iteration_s = time.perf_counter() - t0
-            steps = int(stats.pop("env_steps"))
-            env_steps += steps
-            stats["time/sps"] = steps / iteration_s
-            logger.log_iteration(iteration, env_steps, time.perf_counter() - start, iteration_s,
-                                 stats)
-            if iteration % cfg.train.checkpoint_every == 0 or iteration == cfg.train.iterations:
-                save_checkpoint(checkpoint_path(run_dir / "checkpoints", iteration), {
-                    "algo": algo.name, "iteration": iteration, "env_steps": env_steps,
-                    "config": cfg.to_dict(), "algo_state": algo.state_dict(),
-                    "rng": _rng_state(), "wall_s": time.perf_counter() - start})
+        with stop.installed():
+            for iteration in range(done + 1, cfg.train.iterations + 1):
+                t0 = time.perf_counter()
+                stats = algo.train_iteration()
+                iteration_s = time.perf_counter() - t0
+                steps = int(stats.pop("env_steps"))
+                env_steps += steps
+                stats["time/sps"] = steps / iteration_s
+                logger.log_iteration(iteration, env_steps, time.perf_counter() - start,
+                                     iteration_s, stats)
+                skipped_in_a_row = skipped_in_a_row + 1 if algo.skip_reason else 0
+                if algo.skip_reason:
+                    print(f"metarl: iteration {iteration}: meta-update skipped ({algo.skip_reason}); "
+                          f"{skipped_in_a_row} in a row, the run stops at "
+                          f"train.max_skipped_updates={cfg.train.max_skipped_updates}", flush=True)
+                last = iteration == cfg.train.iterations
+                if iteration % cfg.train.checkpoint_every == 0 or last or stop.signum is not None \
+                        or skipped_in_a_row >= cfg.train.max_skipped_updates:
+                    path = checkpoint(iteration)
+                if skipped_in_a_row >= cfg.train.max_skipped_updates:
+                    raise TrainingStopped(
+                        f"{skipped_in_a_row} meta-updates in a row were skipped (last: "
+                        f"{algo.skip_reason}); the parameters never took a non-finite step, and "
+                        f"{path} holds them. Lower algo.max_kl or algo.inner_step_size, check the "
+                        f"task family's rewards, then continue with: metarl train --resume "
+                        f"{run_dir}", exit_code=3)
+                if stop.signum is not None and not last:
+                    raise TrainingStopped(
+                        f"stopped by {stop.name} after iteration {iteration} of "
+                        f"{cfg.train.iterations}; checkpoint {path}; continue with: "
+                        f"metarl train --resume {run_dir}", exit_code=128 + stop.signum)
     finally:
         logger.close()
     if cfg.logging.console:

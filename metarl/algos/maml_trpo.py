@@ -52,6 +52,8 @@ class Adaptation:
         params: the final stacked per-task parameters.
         sample_s: seconds spent rolling out.
         adapt_s: seconds spent on advantages (baseline fits) and inner steps.
+        failure: why adaptation stopped early (NaN/Inf advantages or adapted
+            parameters), or None; then ``batches`` holds the batches sampled so far.
     """
 
     batches: list[EpisodeBatch]
@@ -59,6 +61,18 @@ class Adaptation:
     params: Params
     sample_s: float
     adapt_s: float
+    failure: str | None = None
+
+    def check(self) -> "Adaptation":
+        """``self``, or :class:`AdaptationError` if adaptation stopped early."""
+        if self.failure is not None:
+            raise AdaptationError(f"adaptation failed after {len(self.batches) - 1} step(s): "
+                                  f"{self.failure}")
+        return self
+
+
+class AdaptationError(FloatingPointError):
+    """Adaptation produced NaN or Inf (the policy's parameters or step sizes are unusable)."""
 
 
 class MAMLTRPO:
@@ -74,6 +88,7 @@ class MAMLTRPO:
         self.cfg = cfg
         self.episodes_per_task = episodes_per_task
         self.task_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+        self.skip_reason: str | None = None  # why the last meta-update was skipped, if it was
 
     # -- adaptation ---------------------------------------------------------------------------
 
@@ -98,6 +113,7 @@ class MAMLTRPO:
         params = stack_params(_detached(self.policy.params()), len(tasks))
         batches, advantages = [], []
         sample_s = adapt_s = 0.0
+        failure = None
         for k in range(num_steps + 1):
             t0 = time.perf_counter()
             batch = self.sampler.sample(self.policy, params, tasks, episodes_per_task)
@@ -110,7 +126,11 @@ class MAMLTRPO:
                 params = _detached(self.inner_step(params, batch, advantages[-1], step_size,
                                                    create_graph=False))
                 adapt_s += time.perf_counter() - t1
-        return Adaptation(batches, advantages, params, sample_s, adapt_s)
+                failure = _first_nonfinite([("advantages", advantages[-1]),
+                                            ("adapted parameters", flat(list(params.values())))])
+                if failure is not None:  # sampling with NaN parameters is pointless
+                    break
+        return Adaptation(batches, advantages, params, sample_s, adapt_s, failure)
 
     def _adapted_from_meta(self, train: Sequence[tuple[EpisodeBatch, torch.Tensor]],
                            num_tasks: int, create_graph: bool) -> Params:
@@ -129,15 +149,22 @@ class MAMLTRPO:
                                 [cfg.inner_step_size], self.episodes_per_task)
         batches = adaptation.batches
         t1 = time.perf_counter()
-        stats = self.meta_update(list(zip(batches[:-1], adaptation.advantages)), batches[-1],
-                                 adaptation.params)
+        if adaptation.failure is None:
+            stats = self.meta_update(list(zip(batches[:-1], adaptation.advantages)),
+                                     batches[-1], adaptation.params)
+        else:
+            self.skip_reason = f"{adaptation.failure} in the inner step"
+            stats = _update_stats(bool(adaptation.advantages), None, float("nan"),
+                                  float("nan"), float("nan"), float("nan"))
         update_s = time.perf_counter() - t1
 
-        for k, batch in enumerate(batches):
-            stats[f"meta_train/return/adapt_{k}"] = batch.episode_returns().mean().item()
-        if len(batches) > 1:
+        planned = (cfg.inner_steps if self.adapts_in_training else 0) + 1
+        for k in range(planned):  # the same keys every iteration (progress.csv columns)
+            stats[f"meta_train/return/adapt_{k}"] = (batches[k].episode_returns().mean().item()
+                                                     if k < len(batches) else float("nan"))
+        if planned > 1:
             stats["meta_train/return/gain"] = (
-                stats[f"meta_train/return/adapt_{len(batches) - 1}"]
+                stats[f"meta_train/return/adapt_{planned - 1}"]
                 - stats["meta_train/return/adapt_0"])
         stats.update({
             "diagnostics/sim_diverged": float(sum(b.num_diverged for b in batches)),
@@ -159,6 +186,12 @@ class MAMLTRPO:
         """
         cfg = self.cfg
         valid_adv = self.advantages(valid)
+        self.skip_reason = _first_nonfinite(
+            [("observations", b.observations) for b, _ in train]
+            + [("rewards", b.rewards) for b, _ in train]
+            + [("advantages", a) for _, a in train]
+            + [("observations", valid.observations), ("rewards", valid.rewards),
+               ("advantages", valid_adv)])
         with torch.no_grad():
             old_dist = self.policy(valid.observations, old_params)
             inner_loss = float("nan") if not train else reinforce_loss(
@@ -175,7 +208,9 @@ class MAMLTRPO:
         flat_grad = flat(torch.autograd.grad(loss_before, theta)).detach()
         loss_before, kl_before = loss_before.detach(), kl_before.detach()
         full_step, residual = None, float("nan")
-        if torch.isfinite(flat_grad).all() and torch.isfinite(loss_before):
+        self.skip_reason = self.skip_reason or _first_nonfinite(
+            [("surrogate loss", loss_before), ("meta-gradient", flat_grad)])
+        if self.skip_reason is None:
             method = "first_order" if cfg.first_order else cfg.fisher
             fvp = fisher_vector_product(method, self.policy, train, valid, cfg.inner_step_size,
                                         _detached(old_params), cfg.cg_damping,
@@ -183,9 +218,11 @@ class MAMLTRPO:
             direction, residual = conjugate_gradient(fvp, flat_grad, cfg.cg_iters)
             try:
                 full_step = trust_region_step(direction, fvp, cfg.max_kl)
-            except FloatingPointError:  # curvature not positive: no trustworthy step
-                pass
+            except FloatingPointError as err:  # curvature not positive: no trustworthy step
+                self.skip_reason = f"TRPO step ({err})"
             del fvp
+            if full_step is not None and not torch.isfinite(full_step).all():
+                full_step, self.skip_reason = None, "TRPO step (conjugate-gradient direction)"
         if full_step is None:  # skip the update, keep theta
             result = LineSearchResult(False, 0, 0.0, float("nan"), float("nan"))
         else:
@@ -201,18 +238,8 @@ class MAMLTRPO:
                                               cfg.ls_max_steps, cfg.ls_backtrack_ratio)
             if not result.accepted:
                 _assign(theta, old_vector)
-        stats = {} if not train else {"losses/inner_loss": inner_loss}
-        return stats | {
-            "diagnostics/skipped_updates": float(full_step is None),
-            "losses/surrogate_before": loss_before.item(),
-            "losses/surrogate_after": result.loss,
-            "losses/kl_before": kl_before.item(),
-            "losses/kl_after": result.kl,
-            "diagnostics/line_search_steps": float(result.steps),
-            "diagnostics/step_accepted": float(result.accepted),
-            "diagnostics/step_fraction": result.step_fraction,
-            "diagnostics/cg_residual": residual,
-        }
+        return _update_stats(bool(train), result if full_step is not None else None,
+                             inner_loss, loss_before.item(), kl_before.item(), residual)
 
     # -- checkpointing ------------------------------------------------------------------------
 
@@ -225,6 +252,32 @@ class MAMLTRPO:
         self.policy.load_state_dict(state["policy"])
         self.task_rng.bit_generator.state = state["task_rng"]
         self.sampler.load_state_dict(state["sampler"])
+
+
+def _update_stats(adapts: bool, result: LineSearchResult | None, inner_loss: float,
+                  loss_before: float, kl_before: float, residual: float) -> dict[str, float]:
+    """The meta-step's statistics; ``result`` is None when the update was skipped."""
+    result = result or LineSearchResult(False, 0, 0.0, float("nan"), float("nan"))
+    stats = {"losses/inner_loss": inner_loss} if adapts else {}
+    return stats | {
+        "diagnostics/skipped_updates": float(result.steps == 0),
+        "losses/surrogate_before": loss_before,
+        "losses/surrogate_after": result.loss,
+        "losses/kl_before": kl_before,
+        "losses/kl_after": result.kl,
+        "diagnostics/line_search_steps": float(result.steps),
+        "diagnostics/step_accepted": float(result.accepted),
+        "diagnostics/step_fraction": result.step_fraction,
+        "diagnostics/cg_residual": residual,
+    }
+
+
+def _first_nonfinite(named: Sequence[tuple[str, torch.Tensor]]) -> str | None:
+    """The name of the first tensor holding a NaN or Inf, or None."""
+    for name, tensor in named:
+        if not bool(torch.isfinite(tensor).all()):
+            return f"non-finite {name}"
+    return None
 
 
 class TRPO(MAMLTRPO):

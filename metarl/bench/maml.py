@@ -100,7 +100,7 @@ def _compare_meta_steps(algo: MAMLTRPO) -> tuple[float, float]:
     cfg = algo.cfg
     tasks = algo.sampler.sample_tasks(cfg.meta_batch_size, algo.task_rng)
     adaptation = algo.adapt(tasks, cfg.inner_steps, [cfg.inner_step_size],
-                            algo.episodes_per_task)
+                            algo.episodes_per_task).check()
     train = list(zip(adaptation.batches[:-1], adaptation.advantages))
     seconds = []
     for variant in (cfg, replace(cfg, fisher="exact", fisher_subsample=1.0)):
