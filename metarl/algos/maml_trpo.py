@@ -223,9 +223,8 @@ class MAMLTRPO:
             del fvp
             if full_step is not None and not torch.isfinite(full_step).all():
                 full_step, self.skip_reason = None, "TRPO step (conjugate-gradient direction)"
-        if full_step is None:  # skip the update, keep theta
-            result = LineSearchResult(False, 0, 0.0, float("nan"), float("nan"))
-        else:
+        result = None  # skipped: theta stays as it is
+        if full_step is not None:
             old_vector = flat(theta).detach().clone()
 
             def evaluate(fraction: float) -> tuple[float, float]:
@@ -238,8 +237,8 @@ class MAMLTRPO:
                                               cfg.ls_max_steps, cfg.ls_backtrack_ratio)
             if not result.accepted:
                 _assign(theta, old_vector)
-        return _update_stats(bool(train), result if full_step is not None else None,
-                             inner_loss, loss_before.item(), kl_before.item(), residual)
+        return _update_stats(bool(train), result, inner_loss, loss_before.item(),
+                             kl_before.item(), residual)
 
     # -- checkpointing ------------------------------------------------------------------------
 
