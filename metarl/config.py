@@ -222,6 +222,14 @@ def _check_range(path: str, value: Any, meta: dict[str, Any]) -> None:
             raise ConfigError(f"{path}: {value!r} is out of range; must be {symbol} {bound}")
 
 
+def _show(key: Any) -> str:
+    """A key as written in a key path; quoted when it is not a plain printable word,
+    so an error message stays on one line."""
+    text = str(key)
+    return text if isinstance(key, str) and text and text.isprintable() and " " not in text \
+        else repr(key)
+
+
 def _build_section(name: str, cls: type, data: Any) -> Any:
     if data is None:
         data = {}
@@ -232,7 +240,7 @@ def _build_section(name: str, cls: type, data: Any) -> Any:
     values = {}
     for key, value in data.items():
         if key not in fields:
-            raise ConfigError(f"{name}.{key}: unknown key{_suggest(str(key), fields)} "
+            raise ConfigError(f"{name}.{_show(key)}: unknown key{_suggest(str(key), fields)} "
                               f"(allowed: {', '.join(fields)})")
         values[key] = _coerce(f"{name}.{key}", value, hints[key], dict(fields[key].metadata))
     return cls(**values)
@@ -248,7 +256,8 @@ def config_from_dict(data: Any, source: str = "config") -> Config:
     sections = {}
     for name, value in data.items():
         if name not in _SECTION_TYPES:
-            raise ConfigError(f"{name}: unknown section{_suggest(str(name), _SECTION_TYPES)} "
+            raise ConfigError(f"{_show(name)}: unknown section"
+                              f"{_suggest(str(name), _SECTION_TYPES)} "
                               f"(allowed: {', '.join(_SECTION_TYPES)})")
         sections[name] = _build_section(name, _SECTION_TYPES[name], value)
     cfg = Config(**sections)
