@@ -11,6 +11,8 @@ from . import __version__
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .evaluation import DEFAULT_STEP_GRID
+
     parser = argparse.ArgumentParser(prog="metarl", description=__doc__)
     parser.add_argument("--version", action="version", version=f"metarl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -38,9 +40,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="comma-separated comparison methods of the MAML paper: pretrained, "
                          "random, oracle; pretrained/oracle use the newest matching TRPO run "
                          "next to RUN_DIR (trained from configs/baselines/) or NAME=RUN_DIR")
-    ev.add_argument("--step-grid", metavar="STEPS", default="0.025,0.05,0.1,0.2,0.4",
+    ev.add_argument("--step-grid", metavar="STEPS",
+                    default=",".join(map(str, DEFAULT_STEP_GRID)),
                     help="step sizes tried when fine-tuning pretrained/random; the best is "
-                         "kept (default 0.025,0.05,0.1,0.2,0.4)")
+                         "kept (default %(default)s)")
 
     sub.add_parser("envs", help="list registered task families")
 

@@ -83,7 +83,7 @@ def plot_adaptation(path: Path, points: list[AdaptationPoint], title: str) -> No
 
 
 METHODS = ("pretrained", "random", "oracle")
-DEFAULT_STEP_GRID = (0.025, 0.05, 0.1, 0.2, 0.4)
+DEFAULT_STEP_GRID = (0.0125, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8)
 BASELINE_CONFIGS = "configs/baselines/"
 
 
