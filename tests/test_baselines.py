@@ -2,9 +2,6 @@
 oracle, and `metarl eval --baselines` end to end with a tiny budget."""
 
 import csv
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,16 +12,12 @@ from metarl.envs import DirectionTask, GoalTask, VelocityTask, get_task_family, 
 from metarl.policies import GaussianMLPPolicy
 from metarl.samplers import BatchSampler
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "maml_trpo" / "navigation_2d.yaml"
+from cli_helpers import NAV_CONFIG, metarl
+
+CONFIG = NAV_CONFIG
 TINY = ["--set", "train.iterations=2", "--set", "algo.meta_batch_size=3",
         "--set", "sampler.episodes_per_task=2", "--set", "sampler.eval_episodes_per_task=2",
         "--set", "env.horizon=15", "--device", "cpu"]
-
-
-def metarl(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "metarl", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
 
 
 def test_task_features_flatten_numeric_fields():

@@ -2,25 +2,18 @@
 
 import csv
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from metarl.checkpoint import load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "maml_trpo" / "navigation_2d.yaml"
+from cli_helpers import NAV_CONFIG, metarl
+
+CONFIG = NAV_CONFIG
 TINY = ["--set", "train.iterations=2", "--set", "algo.meta_batch_size=3",
         "--set", "sampler.episodes_per_task=2", "--set", "sampler.eval_episodes_per_task=2",
         "--set", "env.horizon=20", "--set", "train.checkpoint_every=1"]
-
-
-def metarl(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "metarl", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
 
 
 def _scalar_tags(directory):
