@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
 
 from ..envs import BatchTaskEnv, TaskFamilySpec, task_features
-from ..policies import GaussianMLPPolicy
 from .episode_batch import EpisodeBatch
 from .gym_vector import GymVectorEnv
 
@@ -37,6 +36,20 @@ def _single_torch_thread(device: torch.device) -> Iterator[None]:
 
 class NonFiniteActionError(RuntimeError):
     """The policy produced NaN or Inf actions (its parameters have diverged)."""
+
+
+class SamplerPolicy(Protocol):
+    """What the sampler needs from a policy.
+
+    ``mean_std(obs, params)`` takes ``obs`` shaped ``[tasks, episodes, obs_dim]`` and
+    returns the mean and standard deviation of a Gaussian over (pre-squashing)
+    actions. A policy may also define ``actions_from_noise(mean, std, noise)`` to map
+    standard-normal noise to actions (e.g. ``tanh`` squashing); without it the action
+    is ``mean + std * noise``.
+    """
+
+    def mean_std(self, obs: torch.Tensor, params: dict[str, torch.Tensor]
+                 ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 class BatchSampler:
@@ -102,19 +115,29 @@ class BatchSampler:
         return self.env(1).sample_tasks(n, rng)
 
     @torch.no_grad()
-    def sample(self, policy: GaussianMLPPolicy, params: dict[str, torch.Tensor],
-               tasks: Sequence[Any], episodes_per_task: int) -> EpisodeBatch:
+    def sample(self, policy: SamplerPolicy, params: dict[str, torch.Tensor],
+               tasks: Sequence[Any], episodes_per_task: int,
+               deterministic: bool = False) -> EpisodeBatch:
         """Roll out ``episodes_per_task`` episodes of every task; returns a padded batch
         (floating tensors in the parameters' dtype, on the sampler's device).
 
-        ``params`` are shared (one policy for all tasks) or stacked with a leading
-        dimension of ``len(tasks)`` (one policy per task).
+        ``params`` are whatever the policy's ``mean_std`` takes: for
+        :class:`~metarl.policies.GaussianMLPPolicy`, shared (one policy for all tasks)
+        or stacked with a leading dimension of ``len(tasks)`` (one policy per task);
+        for :class:`~metarl.policies.tanh_gaussian.TanhGaussianPolicy`, a latent ``z``
+        per simulation.
+        ``deterministic`` acts with zero noise (the mean action, squashed if the policy
+        squashes) and leaves the action-noise stream untouched.
         """
         with _single_torch_thread(self.device):
+            if deterministic:
+                return self._sample(policy, params, tasks, episodes_per_task, deterministic=True)
+            # subclasses that predate ``deterministic`` override the four-argument form
             return self._sample(policy, params, tasks, episodes_per_task)
 
-    def _sample(self, policy: GaussianMLPPolicy, params: dict[str, torch.Tensor],
-                tasks: Sequence[Any], episodes_per_task: int) -> EpisodeBatch:
+    def _sample(self, policy: SamplerPolicy, params: dict[str, torch.Tensor],
+                tasks: Sequence[Any], episodes_per_task: int,
+                deterministic: bool = False) -> EpisodeBatch:
         num_tasks, horizon = len(tasks), self.horizon
         n = num_tasks * episodes_per_task
         env = self.env(n)
@@ -131,6 +154,8 @@ class BatchSampler:
         active = np.ones(n, dtype=bool)
         terminated = np.zeros(n, dtype=bool)
         diverged = np.zeros(n, dtype=bool)
+        final_obs = np.zeros((n, self.obs_dim), dtype=np.float32)
+        actions_from_noise = getattr(policy, "actions_from_noise", None)
         dtype = next(iter(params.values())).dtype
         noise_shape = (num_tasks, episodes_per_task, self.act_dim)
         for t in range(horizon):
@@ -140,8 +165,13 @@ class BatchSampler:
             obs_t = torch.from_numpy(obs_buf[t]).to(self.device, dtype)
             mean, std = policy.mean_std(obs_t.view(num_tasks, episodes_per_task, self.obs_dim),
                                         params)
-            noise = torch.randn(noise_shape, generator=self.generator).to(self.device, dtype)
-            actions = (mean + std * noise).reshape(n, self.act_dim).cpu().numpy()
+            if deterministic:
+                noise = torch.zeros_like(mean)
+            else:
+                noise = torch.randn(noise_shape, generator=self.generator).to(self.device, dtype)
+            actions = (mean + std * noise if actions_from_noise is None
+                       else actions_from_noise(mean, std, noise))
+            actions = actions.reshape(n, self.act_dim).cpu().numpy()
             if not np.isfinite(actions).all():
                 raise NonFiniteActionError(f"task family '{self.family.id}': the policy produced "
                                            f"non-finite actions at step {t}")
@@ -154,6 +184,8 @@ class BatchSampler:
                 obs = np.where(bad[:, None], 0.0, obs)
                 diverged |= active & bad
                 live = active & ~bad
+                # the last real step's successor is the observation before the bad step
+                final_obs[active & bad] = obs_buf[t][active & bad]
             else:
                 live = active
             act_buf[t] = actions
@@ -161,6 +193,13 @@ class BatchSampler:
             mask_buf[t] = live
             terminated |= live & term
             active = live & ~(term | trunc)
+            ended = live & ~active
+            if t == horizon - 1:
+                ended |= active  # still running at the sampler's horizon
+            if ended.any():
+                final_obs[ended, :self.env_obs_dim] = obs[ended]
+                if self.task_in_obs:
+                    final_obs[ended, self.env_obs_dim:] = features[ended]
             if not active.any():
                 break
 
@@ -175,7 +214,10 @@ class BatchSampler:
         return EpisodeBatch(
             observations=to_tensor(obs_buf), actions=to_tensor(act_buf),
             rewards=to_tensor(rew_buf), mask=to_tensor(mask_buf),
-            terminated=flags(terminated), diverged=flags(diverged))
+            terminated=flags(terminated), diverged=flags(diverged),
+            final_observations=torch.from_numpy(
+                final_obs.reshape(num_tasks, episodes_per_task, self.obs_dim)).to(self.device,
+                                                                                  dtype))
 
     def close(self) -> None:
         """Release the envs (threads, vector envs)."""

@@ -19,6 +19,9 @@ class EpisodeBatch:
         terminated: ``[T, E]`` True if the episode ended by termination (not the time limit).
         diverged: ``[T, E]`` True if the episode was cut short because its simulation
             diverged (the diverged step itself is masked out).
+        final_observations: ``[T, E, obs_dim]`` the observation after each episode's last
+            real step (what off-policy learners bootstrap from at the time limit), or None
+            when the batch was built without it.
     """
 
     observations: torch.Tensor
@@ -27,6 +30,7 @@ class EpisodeBatch:
     mask: torch.Tensor
     terminated: torch.Tensor
     diverged: torch.Tensor | None = None
+    final_observations: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.diverged is None:
@@ -87,8 +91,25 @@ class EpisodeBatch:
             next_value = values[..., t]
         return advantages
 
+    def next_observations(self) -> torch.Tensor:
+        """``[T, E, H, obs_dim]`` the observation after each step; zero on padding.
+
+        Step ``t``'s successor is step ``t + 1``'s observation, except after an
+        episode's last real step, where it is ``final_observations``.
+        """
+        if self.final_observations is None:
+            raise ValueError("EpisodeBatch.next_observations: this batch has no "
+                             "final_observations (the sampler did not record them)")
+        shifted = torch.cat([self.observations[:, :, 1:],
+                             torch.zeros_like(self.observations[:, :, :1])], dim=2)
+        shifted = shifted * self.mask.unsqueeze(-1)
+        last = (self.lengths.long() - 1).clamp(min=0)  # an empty episode has nothing to fix
+        index = last[..., None, None].expand(-1, -1, 1, shifted.shape[-1])
+        has_steps = (self.lengths > 0).to(shifted.dtype)[..., None, None]
+        return shifted.scatter(2, index, self.final_observations.unsqueeze(2) * has_steps)
+
     def to(self, device: torch.device | str) -> "EpisodeBatch":
         """A copy on ``device``."""
-        return EpisodeBatch(*(getattr(self, f).to(device) for f in
-                              ("observations", "actions", "rewards", "mask", "terminated",
-                               "diverged")))
+        return EpisodeBatch(*(None if getattr(self, f) is None else getattr(self, f).to(device)
+                              for f in ("observations", "actions", "rewards", "mask",
+                                        "terminated", "diverged", "final_observations")))
