@@ -60,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     bs.add_argument("--gym-episodes", type=int, default=1,
                     help="episodes per task in the slow SyncVectorEnv measurement (default 1)")
     bs.add_argument("--repeats", type=int, default=2, help="interleaved repeats, best kept (default 2)")
+    bs.add_argument("--backend", choices=("batch", "ray"), default="batch",
+                    help="ray: also measure the Ray backend against the local batch sampler")
+    bs.add_argument("--workers", type=int, default=2, help="Ray workers with --backend ray "
+                                                           "(default 2)")
     bs.add_argument("--seed", type=int, default=0)
     bs.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     bm = bench_sub.add_parser("maml", help="seconds per MAML-TRPO meta-iteration: sample_s, "
@@ -155,14 +159,19 @@ def _bench_sampler(args: argparse.Namespace) -> dict[str, float]:
     from .config import ConfigError
     from .envs import TaskFamilyError, UnknownTaskFamilyError
 
+    from .samplers.ray_sampler import RayBackendError
+
     if args.threads < 0:
         raise ConfigError(f"--threads must be >= 0, got {args.threads}")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     try:
         result = bench_sampler(args.family, args.tasks, args.episodes, args.horizon, args.threads,
-                               args.gym_episodes, args.repeats, args.seed)
+                               args.gym_episodes, args.repeats, args.seed, backend=args.backend,
+                               workers=args.workers)
     except (TaskFamilyError, UnknownTaskFamilyError) as err:
         raise ConfigError(f"--family: {err}") from None
-    except ValueError as err:
+    except (ValueError, RayBackendError) as err:
         raise ConfigError(str(err)) from None
     figures = result.to_dict()
     print(f"{'raw mujoco.batch (physics only)':<34} {figures['raw_steps_per_s']:>10,.0f} env-steps/s")
@@ -170,6 +179,14 @@ def _bench_sampler(args: argparse.Namespace) -> dict[str, float]:
     print(f"{'gymnasium SyncVectorEnv':<34} {figures['gym_sync_steps_per_s']:>10,.0f} env-steps/s")
     print(f"{'ratio_to_raw':<34} {figures['ratio_to_raw']:>10.3f}")
     print(f"{'speedup_vs_gym_sync':<34} {figures['speedup_vs_gym_sync']:>10.2f}x")
+    if "ray_steps_per_s" in figures:
+        print(f"{'Ray, ' + str(figures['ray_workers']) + ' workers':<34} "
+              f"{figures['ray_steps_per_s']:>10,.0f} env-steps/s")
+        print(f"{'ray_to_batch':<34} {figures['ray_to_batch']:>10.3f}")
+        print(f"{'Ray overhead per sampling call':<34} {figures['ray_overhead_s']:>10.3f} s")
+        print(f"{'data per call (params / batches)':<34} "
+              f"{figures['ray_params_bytes'] / 2**20:>6.2f} / "
+              f"{figures['ray_batch_bytes'] / 2**20:.1f} MiB")
     return figures
 
 

@@ -60,10 +60,17 @@ class PolicyConfig:
 class SamplerConfig:
     backend: str = _field("auto", "Rollout backend: batch (the family's batched env, one "
                           "vectorized call per step), gym (gymnasium SyncVectorEnv of its "
-                          "gymnasium env), auto (batch when the family has one, else gym).",
-                          choices=("auto", "batch", "gym"))
-    threads: int = _field(0, "Threads stepping MuJoCo batched envs (0 = all CPU cores).", ge=0,
-                         le=4096)
+                          "gymnasium env), auto (batch when the family has one, else gym), "
+                          "ray (slices of the tasks on Ray actors; needs the ray extra).",
+                          choices=("auto", "batch", "gym", "ray"))
+    threads: int = _field(0, "Threads stepping MuJoCo batched envs (0 = all CPU cores; with "
+                          "backend ray, 0 = worker_cpus per worker).", ge=0, le=4096)
+    num_workers: int = _field(2, "Ray actors the tasks of each sampling call are split across "
+                              "(backend ray).", ge=1, le=4096)
+    worker_cpus: int = _field(1, "CPUs each Ray actor reserves (backend ray).", ge=1, le=4096)
+    ray_address: str | None = _field(None, "Existing Ray cluster to join (host:port, "
+                                     "ray://host:port or auto); null starts a local Ray bound "
+                                     "to loopback (backend ray).")
     episodes_per_task: int = _field(20, "Episodes per task per adaptation step in training.", ge=1,
                                    le=10**6)
     eval_episodes_per_task: int = _field(40, "Episodes per task per step in meta-evaluation.", ge=1,

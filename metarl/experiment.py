@@ -54,6 +54,32 @@ class Components:
     algo: MAMLTRPO
 
 
+def make_sampler(cfg: Config, family: TaskFamilySpec, device: torch.device,
+                 seed: int) -> BatchSampler:
+    """The sampler ``cfg.sampler`` asks for (``ray`` workers use the family's batched env
+    when it has one, else its gymnasium env)."""
+    backend = cfg.sampler.backend
+    local = "batch" if family.has_batch_env else "gym"
+    if backend == "batch" and not family.has_batch_env:
+        raise ConfigError(f"sampler.backend: family '{family.id}' has no batched env; "
+                          "use 'gym' (or 'auto')")
+    common = dict(env_kwargs=cfg.env.kwargs, horizon=cfg.env.horizon, device=device, seed=seed,
+                  threads=cfg.sampler.threads, task_in_obs=cfg.env.task_in_observation)
+    try:
+        if backend != "ray":
+            return BatchSampler(family, backend=local if backend == "auto" else backend, **common)
+        from .samplers.ray_sampler import RayBackendError, RaySampler
+
+        try:
+            return RaySampler(family, backend=local, num_workers=cfg.sampler.num_workers,
+                              address=cfg.sampler.ray_address,
+                              worker_cpus=cfg.sampler.worker_cpus, **common)
+        except RayBackendError as err:
+            raise ConfigError(str(err)) from None
+    except TaskFamilyError as err:  # unknown or out-of-range kwargs, broken model file
+        raise ConfigError(f"env.kwargs: {err}") from None
+
+
 def build(cfg: Config, device: torch.device) -> Components:
     """Seed the global RNGs and construct family, sampler, policy and algorithm."""
     seed = cfg.train.seed
@@ -64,19 +90,7 @@ def build(cfg: Config, device: torch.device) -> Components:
         family = get_task_family(cfg.env.id)
     except (UnknownTaskFamilyError, TaskFamilyError) as err:
         raise ConfigError(f"env.id: {err}") from None
-    backend = cfg.sampler.backend
-    if backend == "auto":
-        backend = "batch" if family.has_batch_env else "gym"
-    elif backend == "batch" and not family.has_batch_env:
-        raise ConfigError(f"sampler.backend: family '{family.id}' has no batched env; "
-                          "use 'gym' (or 'auto')")
-    try:
-        sampler = BatchSampler(family, cfg.env.kwargs, cfg.env.horizon, device,
-                               seed=derive_seed(seed, STREAM_ACTIONS), backend=backend,
-                               threads=cfg.sampler.threads,
-                               task_in_obs=cfg.env.task_in_observation)
-    except TaskFamilyError as err:  # unknown or out-of-range kwargs, broken model file
-        raise ConfigError(f"env.kwargs: {err}") from None
+    sampler = make_sampler(cfg, family, device, derive_seed(seed, STREAM_ACTIONS))
     policy = GaussianMLPPolicy(sampler.obs_dim, sampler.act_dim, cfg.policy.hidden_sizes,
                                cfg.policy.activation, cfg.policy.init_std,
                                cfg.policy.min_std).to(device)

@@ -30,6 +30,7 @@ from .experiment import (
     write_config,
 )
 from .logger import RunLogger
+from .samplers.ray_sampler import RaySampler
 
 
 def _rng_state() -> dict[str, Any]:
@@ -162,8 +163,12 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
         with stop.installed():
             for iteration in range(done + 1, cfg.train.iterations + 1):
                 t0 = time.perf_counter()
+                restarts_before = getattr(parts.sampler, "worker_restarts", 0)
                 stats = algo.train_iteration()
                 iteration_s = time.perf_counter() - t0
+                if isinstance(parts.sampler, RaySampler):
+                    stats["diagnostics/worker_restarts"] = (parts.sampler.worker_restarts
+                                                            - restarts_before)
                 steps = int(stats.pop("env_steps"))
                 env_steps += steps
                 stats["time/sps"] = steps / iteration_s
@@ -192,6 +197,7 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
                         f"metarl train --resume {run_dir}", exit_code=128 + stop.signum)
     finally:
         logger.close()
+        parts.sampler.close()  # stops Ray workers (and a Ray this run started)
     if cfg.logging.console:
         print(f"metarl: done in {time.perf_counter() - start:.1f}s; "
               f"evaluate with: metarl eval {run_dir}", flush=True)

@@ -8,6 +8,10 @@ Three measurements of the same family, tasks and horizon, in one process:
   ReLU Gaussian policy, rewards, masks and episode storage.
 * ``gym_sync``: the same sampler on the ``gym`` backend, a gymnasium
   ``SyncVectorEnv`` of the family's gymnasium env (fewer episodes: it is slow).
+* ``ray`` (with ``backend="ray"``): the same tasks split across ``workers`` Ray
+  actors (:class:`~metarl.samplers.ray_sampler.RaySampler`, one MuJoCo thread
+  each), with its per-call overhead (wall time beyond the slowest actor's own
+  rollout) and the bytes that travel per call.
 
 Each is run ``repeats`` times, interleaved, and the fastest run is kept (noise on
 a shared machine only ever slows a run down).
@@ -18,6 +22,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
+
+from ..samplers.ray_sampler import RaySampler
 
 import numpy as np
 import torch
@@ -36,9 +42,16 @@ class SamplerBenchResult:
     gym_sync_steps_per_s: float
     ratio_to_raw: float
     speedup_vs_gym_sync: float
+    ray_workers: int | None = None
+    ray_steps_per_s: float | None = None
+    ray_to_batch: float | None = None
+    ray_overhead_s: float | None = None
+    ray_params_bytes: int | None = None
+    ray_batch_bytes: int | None = None
 
     def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+        """The measured figures (the ray ones only when Ray was measured)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def _raw_steps_per_s(env: MujocoBatchEnv, tasks: list[Any], rng: np.random.Generator) -> float:
@@ -62,13 +75,16 @@ def _sampler_steps_per_s(sampler: BatchSampler, policy: GaussianMLPPolicy, tasks
 
 def bench_sampler(family_id: str, tasks: int = 40, episodes: int = 20, horizon: int = 200,
                   threads: int = 0, gym_episodes: int = 1, repeats: int = 2, seed: int = 0,
-                  env_kwargs: dict[str, Any] | None = None,
-                  log: Callable[[str], None] = print) -> SamplerBenchResult:
-    """Measure raw / metarl / gym-sync env-steps per second for ``family_id``.
+                  env_kwargs: dict[str, Any] | None = None, backend: str = "batch",
+                  workers: int = 2, log: Callable[[str], None] = print) -> SamplerBenchResult:
+    """Measure raw / metarl / gym-sync (and, with ``backend="ray"``, Ray) env-steps per
+    second for ``family_id``.
 
-    ``tasks * episodes`` simulations run ``horizon`` steps in the raw and metarl
+    ``tasks * episodes`` simulations run ``horizon`` steps in the raw, metarl and ray
     measurements; the gym-sync one uses ``tasks * gym_episodes`` simulations.
     """
+    if backend not in ("batch", "ray"):
+        raise ValueError(f"--backend must be batch or ray, got {backend!r}")
     for name, value in (("tasks", tasks), ("episodes", episodes), ("horizon", horizon),
                         ("gym_episodes", gym_episodes), ("repeats", repeats)):
         if value < 1:
@@ -88,22 +104,42 @@ def bench_sampler(family_id: str, tasks: int = 40, episodes: int = 20, horizon: 
     sim_tasks = [t for t in task_list for _ in range(episodes)]
     log(f"{family.id}: {tasks} tasks x {episodes} episodes x {horizon} steps, "
         f"{env.batch.nthread} physics threads, torch {torch.get_num_threads()} threads")
-    best = {"raw": 0.0, "metarl": 0.0, "gym_sync": 0.0}
-    for r in range(repeats):
-        runs = {
-            "raw": lambda: _raw_steps_per_s(env, sim_tasks, rng),
-            "metarl": lambda: _sampler_steps_per_s(sampler, policy, task_list, episodes),
-            "gym_sync": lambda: _sampler_steps_per_s(gym_sampler, policy, task_list,
-                                                     gym_episodes),
-        }
-        for name, run in runs.items():
-            value = run()
-            best[name] = max(best[name], value)
-            log(f"  repeat {r + 1}/{repeats}  {name:<8} {value:>10,.0f} env-steps/s")
-    sampler.close()
-    gym_sampler.close()
+    runs = {
+        "raw": lambda: _raw_steps_per_s(env, sim_tasks, rng),
+        "metarl": lambda: _sampler_steps_per_s(sampler, policy, task_list, episodes),
+        "gym_sync": lambda: _sampler_steps_per_s(gym_sampler, policy, task_list, gym_episodes),
+    }
+    ray_sampler = None
+    if backend == "ray":
+        log(f"  starting {workers} Ray workers")
+        ray_sampler = RaySampler(family, env_kwargs, horizon, "cpu", seed, backend="batch",
+                                 threads=1, num_workers=workers)
+        _sampler_steps_per_s(ray_sampler, policy, task_list, episodes)  # workers build envs
+        runs["ray"] = lambda: _sampler_steps_per_s(ray_sampler, policy, task_list, episodes)
+    best = dict.fromkeys(runs, 0.0)
+    overhead = float("inf")
+    try:
+        for r in range(repeats):
+            for name, run in runs.items():
+                value = run()
+                best[name] = max(best[name], value)
+                log(f"  repeat {r + 1}/{repeats}  {name:<8} {value:>10,.0f} env-steps/s")
+                if name == "ray":
+                    overhead = min(overhead, ray_sampler.last_timing.overhead_s)
+        ray_figures = {}
+        if ray_sampler is not None:
+            timing = ray_sampler.last_timing
+            ray_figures = dict(ray_workers=workers, ray_steps_per_s=best["ray"],
+                               ray_to_batch=best["ray"] / best["metarl"], ray_overhead_s=overhead,
+                               ray_params_bytes=timing.params_bytes,
+                               ray_batch_bytes=timing.batch_bytes)
+    finally:
+        sampler.close()
+        gym_sampler.close()
+        if ray_sampler is not None:
+            ray_sampler.close()
     return SamplerBenchResult(
         raw_steps_per_s=best["raw"], metarl_steps_per_s=best["metarl"],
         gym_sync_steps_per_s=best["gym_sync"],
         ratio_to_raw=best["metarl"] / best["raw"],
-        speedup_vs_gym_sync=best["metarl"] / best["gym_sync"])
+        speedup_vs_gym_sync=best["metarl"] / best["gym_sync"], **ray_figures)
