@@ -150,3 +150,13 @@ def test_train_cli_on_local_ray(tmp_path):
     assert len(rows) == 2
     assert [float(r["diagnostics/worker_restarts"]) for r in rows] == [0.0, 0.0]
     assert all(np.isfinite(float(r["meta_train/return/adapt_1"])) for r in rows)
+
+
+def test_bench_sampler_reports_ray_figures(local_ray):
+    from metarl.bench import bench_sampler
+
+    result = bench_sampler("HalfCheetahVel-v0", tasks=2, episodes=2, horizon=20, repeats=1,
+                           backend="ray", workers=2, log=lambda _: None).to_dict()
+    assert result["ray_workers"] == 2
+    assert result["ray_steps_per_s"] > 0 and result["ray_to_batch"] > 0
+    assert result["ray_overhead_s"] >= 0 and result["ray_batch_bytes"] > 0
