@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from tests.cli_helpers import NAV_CONFIG, ROOT
+from cli_helpers import NAV_CONFIG, ROOT
 
 SWEEP = ROOT / "launch" / "sweep.py"
 

@@ -18,7 +18,7 @@ from metarl.experiment import make_sampler
 from metarl.policies import GaussianMLPPolicy
 from metarl.policies.gaussian_mlp import stack_params
 from metarl.samplers.partition import PartitionedSampler, partition
-from tests.cli_helpers import NAV_CONFIG, metarl
+from cli_helpers import NAV_CONFIG, metarl
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
