@@ -130,10 +130,7 @@ class BatchSampler:
         squashes) and leaves the action-noise stream untouched.
         """
         with _single_torch_thread(self.device):
-            if deterministic:
-                return self._sample(policy, params, tasks, episodes_per_task, deterministic=True)
-            # subclasses that predate ``deterministic`` override the four-argument form
-            return self._sample(policy, params, tasks, episodes_per_task)
+            return self._sample(policy, params, tasks, episodes_per_task, deterministic)
 
     def _sample(self, policy: SamplerPolicy, params: dict[str, torch.Tensor],
                 tasks: Sequence[Any], episodes_per_task: int,
