@@ -89,7 +89,9 @@ def connect(address: str | None, num_cpus: int) -> bool:
     from ray._private import ray_constants
 
     ray_constants.ENABLE_RAY_CLUSTER = False
-    ray.init(num_cpus=num_cpus, include_dashboard=False, configure_logging=False)
+    # address="local": a new Ray even when `ray start` left one running on this machine.
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+             configure_logging=False)
     return True
 
 
