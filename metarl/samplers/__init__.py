@@ -3,5 +3,8 @@
 from .batch_sampler import BACKENDS, BatchSampler, NonFiniteActionError
 from .episode_batch import EpisodeBatch
 from .gym_vector import GymVectorEnv
+from .partition import PartitionedSampler
+from .ray_sampler import RayBackendError, RaySampler  # imports Ray only when a RaySampler is made
 
-__all__ = ["BACKENDS", "BatchSampler", "EpisodeBatch", "GymVectorEnv", "NonFiniteActionError"]
+__all__ = ["BACKENDS", "BatchSampler", "EpisodeBatch", "GymVectorEnv", "NonFiniteActionError",
+           "PartitionedSampler", "RayBackendError", "RaySampler"]
