@@ -79,10 +79,12 @@ class SamplerConfig:
 
 @dataclass
 class AlgoConfig:
-    name: str = _field("maml_trpo", "Algorithm: maml_trpo, or trpo (one policy trained on the "
-                       "mixture of tasks without adaptation: the paper's pretrained and oracle "
-                       "baselines).", choices=("maml_trpo", "trpo"))
-    meta_batch_size: int = _field(20, "Tasks sampled per meta-iteration.", ge=1, le=10**6)
+    name: str = _field("maml_trpo", "Algorithm: maml_trpo, pearl (probabilistic context, "
+                       "off-policy; its keys are the ones documented 'PEARL:'), or trpo (one "
+                       "policy trained on the mixture of tasks without adaptation: the paper's "
+                       "pretrained and oracle baselines).", choices=("maml_trpo", "pearl", "trpo"))
+    meta_batch_size: int = _field(20, "Tasks sampled per meta-iteration (PEARL: tasks per "
+                                  "gradient step, the reference's meta_batch).", ge=1, le=10**6)
     inner_steps: int = _field(1, "Inner-loop policy-gradient steps during meta-training.", ge=1,
                              le=100)
     inner_step_size: float = _field(0.1, "Inner-loop step size alpha.", gt=0, le=1e3)
@@ -108,6 +110,52 @@ class AlgoConfig:
     ls_backtrack_ratio: float = _field(0.8, "Step shrink factor per line-search step.", gt=0, lt=1)
     eval_step_sizes: list[float] = _field(
         [0.1, 0.05], "Evaluation step sizes: step k uses entry min(k, len-1).", gt=0, le=1e3)
+    # PEARL (algo.name: pearl). Defaults are the reference code's (github.com/katerakelly/oyster,
+    # configs/default.py) and equal metarl.algos.pearl.PEARLConfig's (tests/test_pearl_cli.py).
+    # PEARL also reads gamma, meta_batch_size and policy.hidden_sizes (actor, Q and V widths).
+    latent_size: int = _field(5, "PEARL: size of the task latent z.", ge=1, le=4096)
+    encoder_hidden_sizes: list[int] = _field([200, 200, 200], "PEARL: context encoder hidden "
+                                             "layer widths.", ge=1, le=65536)
+    use_next_obs_in_context: bool = _field(False, "PEARL: context transitions include s' (for "
+                                           "tasks that differ in dynamics).")
+    lr: float = _field(3e-4, "PEARL: Adam learning rate of every network.", gt=0, le=10)
+    tau: float = _field(0.005, "PEARL: Polyak rate of the target V network.", gt=0, le=1)
+    reward_scale: float = _field(5.0, "PEARL: rewards are multiplied by this in the Bellman "
+                                 "target (the inverse entropy temperature).", gt=0, le=1e6)
+    kl_lambda: float = _field(0.1, "PEARL: weight of KL(q(z|c) || N(0, I)) in the encoder's "
+                              "loss.", ge=0, le=1e6)
+    policy_mean_reg: float = _field(1e-3, "PEARL: penalty on the actor's squared pre-tanh mean.",
+                                    ge=0, le=1e6)
+    policy_std_reg: float = _field(1e-3, "PEARL: penalty on the actor's squared log-std.", ge=0,
+                                   le=1e6)
+    batch_size: int = _field(256, "PEARL: transitions per task in each actor-critic batch.", ge=1,
+                             le=10**7)
+    embedding_batch_size: int = _field(64, "PEARL: context transitions per task given to the "
+                                       "encoder.", ge=1, le=10**7)
+    num_train_tasks: int = _field(100, "PEARL: size of the fixed set of training tasks.", ge=1,
+                                  le=10**6)
+    num_test_tasks: int = _field(30, "PEARL: size of the fixed set of held-out tasks meta-tested "
+                                 "during training.", ge=1, le=10**6)
+    num_tasks_sample: int = _field(5, "PEARL: training tasks that collect data each iteration.",
+                                   ge=1, le=10**6)
+    num_initial_steps: int = _field(2000, "PEARL: steps per training task collected with "
+                                    "z ~ prior before the first gradient step.", ge=0, le=10**9)
+    num_steps_prior: int = _field(400, "PEARL: steps per sampled task with z ~ prior (replay "
+                                  "and encoder buffers).", ge=0, le=10**9)
+    num_steps_posterior: int = _field(0, "PEARL: steps per sampled task with z ~ posterior "
+                                      "(replay and encoder buffers).", ge=0, le=10**9)
+    num_extra_rl_steps_posterior: int = _field(400, "PEARL: steps per sampled task with "
+                                               "z ~ posterior for the replay buffer only.", ge=0,
+                                               le=10**9)
+    num_train_steps_per_itr: int = _field(2000, "PEARL: gradient steps per iteration.", ge=0,
+                                          le=10**9)
+    replay_buffer_size: int = _field(1_000_000, "PEARL: capacity of each task's replay "
+                                     "buffers.", ge=1, le=10**9)
+    meta_test_trajectories: int = _field(3, "PEARL: trajectories per held-out task in the "
+                                         "meta-test during training (k = 0 .. N-1 context "
+                                         "trajectories).", ge=1, le=1000)
+    eval_every: int = _field(10, "PEARL: meta-test the held-out tasks every N iterations "
+                             "(meta_test/return/adapt_k; 0 = never).", ge=0, le=10**9)
 
 
 @dataclass
@@ -276,6 +324,27 @@ def _check_consistency(cfg: Config) -> None:
     if cfg.policy.min_std > cfg.policy.init_std:
         raise ConfigError(f"policy.min_std: {cfg.policy.min_std} must not exceed "
                           f"policy.init_std ({cfg.policy.init_std})")
+    if cfg.algo.name == "pearl":
+        _check_pearl(cfg)
+
+
+def _check_pearl(cfg: Config) -> None:
+    """Settings PEARL needs together (the reference's schedule must feed the encoder)."""
+    algo = cfg.algo
+    if cfg.policy.activation != "relu":
+        raise ConfigError(f"policy.activation: PEARL's networks use relu (as the reference "
+                          f"code), got {cfg.policy.activation!r}")
+    if algo.num_tasks_sample > algo.num_train_tasks:
+        raise ConfigError(f"algo.num_tasks_sample: {algo.num_tasks_sample} must not exceed "
+                          f"algo.num_train_tasks ({algo.num_train_tasks})")
+    if algo.num_initial_steps == 0 and algo.num_steps_prior + algo.num_steps_posterior == 0:
+        raise ConfigError("algo.num_initial_steps: with 0 initial steps, algo.num_steps_prior or "
+                          "algo.num_steps_posterior must be > 0 (the encoder needs context)")
+    if algo.num_extra_rl_steps_posterior > 0 and \
+            algo.num_steps_prior + algo.num_steps_posterior == 0:
+        raise ConfigError("algo.num_extra_rl_steps_posterior: needs algo.num_steps_prior or "
+                          "algo.num_steps_posterior > 0 (the encoder buffer is refilled only by "
+                          "those, and posterior z is inferred from it)")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

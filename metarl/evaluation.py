@@ -23,6 +23,7 @@ from .checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, lo
 from .config import Config, ConfigError, config_from_dict
 from .experiment import (
     STREAM_EVAL_ACTIONS,
+    STREAM_EVAL_LATENTS,
     STREAM_EVAL_TASKS,
     STREAM_RANDOM_INIT,
     Components,
@@ -59,8 +60,9 @@ def write_adaptation_csv(path: Path, points: list[AdaptationPoint]) -> None:
             writer.writerow([p.method, p.step, f"{p.mean_return:.6f}", f"{p.stderr:.6f}", p.n_tasks])
 
 
-def plot_adaptation(path: Path, points: list[AdaptationPoint], title: str) -> None:
-    """Return vs. number of gradient steps, one line with error bars per method."""
+def plot_adaptation(path: Path, points: list[AdaptationPoint], title: str,
+                    xlabel: str = "number of gradient steps") -> None:
+    """Return vs. adaptation step, one line with error bars per method."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,7 +73,7 @@ def plot_adaptation(path: Path, points: list[AdaptationPoint], title: str) -> No
         series = [p for p in points if p.method == method]
         ax.errorbar([p.step for p in series], [p.mean_return for p in series],
                     yerr=[p.stderr for p in series], marker="o", capsize=3, label=method)
-    ax.set_xlabel("number of gradient steps")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("average return")
     ax.set_xticks(sorted({p.step for p in points}))
     ax.set_title(title)
@@ -229,6 +231,12 @@ def evaluate_run(run_dir: Path, num_tasks: int = 40, grad_steps: int = 3, seed: 
     torch_device = resolve_device(device)
     run = load_run(run_dir, torch_device)
     cfg = run.cfg
+    if run.parts.algo.name == "pearl":
+        if baselines:
+            raise ConfigError("--baselines: the MAML paper's comparison methods are fine-tuned "
+                              "with gradient steps; they are not defined for a PEARL run, whose "
+                              "curve is over context trajectories")
+        return _evaluate_pearl(run, num_tasks, grad_steps, seed, out_dir, say)
     if run.parts.algo.name != "maml_trpo":
         raise CheckpointError(f"{run_dir} is a {run.parts.algo.name!r} run; `metarl eval` "
                               "evaluates meta-learners (pass TRPO runs with --baselines)")
@@ -271,26 +279,63 @@ def evaluate_run(run_dir: Path, num_tasks: int = 40, grad_steps: int = 3, seed: 
         if found is not None:
             baseline.parts.sampler.close()
 
-    out_dir = Path(out_dir) if out_dir is not None else run.path / "eval"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_adaptation_csv(out_dir / "adaptation.csv", points)
-    plot_adaptation(out_dir / "adaptation.png", points,
-                    f"{cfg.env.id}: {num_tasks} held-out tasks")
-    from torch.utils.tensorboard import SummaryWriter
-
+    out_dir = _write_outputs(run, out_dir, points, "maml", num_tasks, grad_steps)
     state = run.state
-    with SummaryWriter(log_dir=str(out_dir)) as writer:
-        for p in points:
-            tag = ("meta_test/return" if p.method == "maml"
-                   else f"meta_test/baselines/{p.method}/return")
-            writer.add_scalar(f"{tag}/adapt_{p.step}", p.mean_return, state["env_steps"])
-        writer.add_scalar("meta_test/return/gain", points[grad_steps].mean_return
-                          - points[0].mean_return, state["env_steps"])
     (out_dir / "eval_info.yaml").write_text(yaml.safe_dump({
         "checkpoint": str(run.checkpoint), "iteration": state["iteration"],
         "env_steps": state["env_steps"], "tasks": num_tasks, "grad_steps": grad_steps,
         "seed": seed, "episodes_per_task": episodes,
         "step_sizes": cfg.algo.eval_step_sizes, "baselines": info,
         "baseline_step_grid": list(step_grid) if baselines else None}, sort_keys=False))
+    run.parts.sampler.close()
+    return out_dir, points
+
+
+def _write_outputs(run: LoadedRun, out_dir: Path | None, points: list[AdaptationPoint],
+                   method: str, num_tasks: int, last_step: int,
+                   xlabel: str = "number of gradient steps") -> Path:
+    """``adaptation.csv``, ``adaptation.png`` and TensorBoard scalars (x = the checkpoint's
+    training env steps); ``method``'s curve is ``meta_test/return``, others are baselines."""
+    out_dir = Path(out_dir) if out_dir is not None else run.path / "eval"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_adaptation_csv(out_dir / "adaptation.csv", points)
+    plot_adaptation(out_dir / "adaptation.png", points,
+                    f"{run.cfg.env.id}: {num_tasks} held-out tasks", xlabel)
+    from torch.utils.tensorboard import SummaryWriter
+
+    env_steps = run.state["env_steps"]
+    with SummaryWriter(log_dir=str(out_dir)) as writer:
+        for p in points:
+            tag = ("meta_test/return" if p.method == method
+                   else f"meta_test/baselines/{p.method}/return")
+            writer.add_scalar(f"{tag}/adapt_{p.step}", p.mean_return, env_steps)
+        writer.add_scalar("meta_test/return/gain", points[last_step].mean_return
+                          - points[0].mean_return, env_steps)
+    return out_dir
+
+
+def _evaluate_pearl(run: LoadedRun, num_tasks: int, trajectories: int, seed: int,
+                    out_dir: Path | None, say: Callable[[str], None]
+                    ) -> tuple[Path, list[AdaptationPoint]]:
+    """PEARL's meta-test on fresh tasks: from the prior, ``trajectories`` + 1 trajectories one
+    after another, the posterior re-inferred from all earlier ones before each (step k =
+    number of context trajectories), acting with the actor's mean as the reference does."""
+    cfg, algo = run.cfg, run.parts.algo
+    episodes = cfg.sampler.eval_episodes_per_task
+    task_rng = np.random.default_rng(derive_seed(seed, STREAM_EVAL_TASKS))
+    tasks = run.parts.sampler.sample_tasks(num_tasks, task_rng)
+    algo.sampler.reseed(derive_seed(seed, STREAM_EVAL_ACTIONS))
+    say(f"pearl: {num_tasks} held-out tasks x {episodes} simulations, {trajectories + 1} "
+        "trajectories each (k = 0 from the prior)")
+    adaptation = algo.adapt(tasks, trajectories + 1, episodes, deterministic=True,
+                            seed=derive_seed(seed, STREAM_EVAL_LATENTS))
+    points = [summarize_returns("pearl", k, r) for k, r in enumerate(adaptation.task_returns())]
+    out_dir = _write_outputs(run, out_dir, points, "pearl", num_tasks, trajectories,
+                             "number of context trajectories")
+    state = run.state
+    (out_dir / "eval_info.yaml").write_text(yaml.safe_dump({
+        "checkpoint": str(run.checkpoint), "iteration": state["iteration"],
+        "env_steps": state["env_steps"], "tasks": num_tasks, "context_trajectories": trajectories,
+        "seed": seed, "episodes_per_task": episodes, "deterministic": True}, sort_keys=False))
     run.parts.sampler.close()
     return out_dir, points

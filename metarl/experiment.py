@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import random
@@ -19,15 +20,16 @@ import torch
 import yaml
 
 from . import __version__
-from .algos import ALGORITHMS, MAMLTRPO
+from .algos import ALGORITHMS, MAMLTRPO, PEARL, PEARLConfig
 from .config import Config, ConfigError
 from .envs import TaskFamilyError, TaskFamilySpec, UnknownTaskFamilyError, get_task_family
-from .policies import GaussianMLPPolicy
+from .policies import GaussianMLPPolicy, TanhGaussianPolicy
 from .samplers import BatchSampler
 
 # Independent random streams derived from one seed (numpy SeedSequence spawn keys).
 STREAM_TASKS, STREAM_ACTIONS, STREAM_EVAL_TASKS, STREAM_EVAL_ACTIONS = 1, 2, 3, 4
 STREAM_RANDOM_INIT = 5  # the randomly initialised policy of `metarl eval --baselines random`
+STREAM_EVAL_LATENTS = 6  # PEARL's z draws in `metarl eval`
 
 
 def derive_seed(seed: int, stream: int) -> int:
@@ -50,8 +52,8 @@ def resolve_device(name: str) -> torch.device:
 class Components:
     family: TaskFamilySpec
     sampler: BatchSampler
-    policy: GaussianMLPPolicy
-    algo: MAMLTRPO
+    policy: GaussianMLPPolicy | TanhGaussianPolicy
+    algo: MAMLTRPO | PEARL
 
 
 def make_sampler(cfg: Config, family: TaskFamilySpec, device: torch.device,
@@ -80,6 +82,14 @@ def make_sampler(cfg: Config, family: TaskFamilySpec, device: torch.device,
         raise ConfigError(f"env.kwargs: {err}") from None
 
 
+def pearl_config(cfg: Config) -> PEARLConfig:
+    """PEARL's settings from a config: its ``algo`` keys, plus ``algo.meta_batch_size`` (tasks
+    per gradient step) and ``policy.hidden_sizes`` (actor, Q and V widths)."""
+    shared = {"meta_batch": cfg.algo.meta_batch_size, "hidden_sizes": list(cfg.policy.hidden_sizes)}
+    return PEARLConfig(**shared, **{f.name: getattr(cfg.algo, f.name)
+                                    for f in dataclasses.fields(PEARLConfig) if f.name not in shared})
+
+
 def build(cfg: Config, device: torch.device) -> Components:
     """Seed the global RNGs and construct family, sampler, policy and algorithm."""
     seed = cfg.train.seed
@@ -91,6 +101,9 @@ def build(cfg: Config, device: torch.device) -> Components:
     except (UnknownTaskFamilyError, TaskFamilyError) as err:
         raise ConfigError(f"env.id: {err}") from None
     sampler = make_sampler(cfg, family, device, derive_seed(seed, STREAM_ACTIONS))
+    if cfg.algo.name == "pearl":
+        pearl = PEARL(sampler, pearl_config(cfg), device, seed=derive_seed(seed, STREAM_TASKS))
+        return Components(family, sampler, pearl.nets.policy, pearl)
     policy = GaussianMLPPolicy(sampler.obs_dim, sampler.act_dim, cfg.policy.hidden_sizes,
                                cfg.policy.activation, cfg.policy.init_std,
                                cfg.policy.min_std).to(device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import signal
 import threading
@@ -109,6 +110,34 @@ def latest_valid_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
                           f"{Path(run_dir) / 'checkpoints'} could be loaded")
 
 
+def _meta_test_due(cfg: Config, iteration: int) -> bool:
+    """PEARL meta-tests its held-out tasks every ``algo.eval_every`` iterations (MAML is
+    evaluated by ``metarl eval`` only)."""
+    every = cfg.algo.eval_every
+    return cfg.algo.name == "pearl" and every > 0 and iteration % every == 0
+
+
+def _step_size_keys(cfg: Config) -> str:
+    return ("algo.lr or algo.reward_scale" if cfg.algo.name == "pearl"
+            else "algo.max_kl or algo.inner_step_size")
+
+
+def pearl_progress_line(iteration: int, total: int, env_steps: int, iteration_s: float,
+                        stats: dict[str, float]) -> str:
+    """One console line for a PEARL iteration: training returns with prior and posterior z,
+    critic loss, KL of the posterior and, when it ran, the meta-test curve."""
+    width = len(str(total))
+    line = (f"iter {iteration:>{width}}/{total} | env steps {env_steps:>11,} | return prior "
+            f"{stats['meta_train/return/adapt_0']:8.2f} posterior "
+            f"{stats.get('meta_train/return/posterior', math.nan):8.2f} | qf "
+            f"{stats['losses/qf']:9.3g} kl_z {stats['losses/kl_z']:7.3f}")
+    prefix = "meta_test/return/adapt_"
+    test = sorted((k for k in stats if k.startswith(prefix)), key=lambda k: int(k[len(prefix):]))
+    if test:
+        line += " | test k=0.. " + " ".join(f"{stats[k]:.2f}" for k in test)
+    return f"{line} | {iteration_s:5.1f}s"
+
+
 def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Path:
     """Meta-train with ``cfg``; returns the run directory.
 
@@ -141,7 +170,9 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
                               f"train.iterations={cfg.train.iterations}; raise it with "
                               "--set train.iterations=N")
         write_config(run_dir, cfg)  # the run continues under the (possibly overridden) config
-    logger = RunLogger(run_dir, cfg.train.iterations, cfg.logging.tensorboard, cfg.logging.console,
+    # the logger's console line shows MAML's quantities; PEARL's is printed here instead
+    logger = RunLogger(run_dir, cfg.train.iterations, cfg.logging.tensorboard,
+                       cfg.logging.console and cfg.algo.name != "pearl",
                        resume_after=done if resume else None)
     if not resume:
         logger.log_hparams(cfg.to_dict())
@@ -172,8 +203,16 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
                 steps = int(stats.pop("env_steps"))
                 env_steps += steps
                 stats["time/sps"] = steps / iteration_s
+                if _meta_test_due(cfg, iteration):
+                    t_test = time.perf_counter()
+                    stats.update(algo.meta_test(
+                        episodes_per_task=cfg.sampler.eval_episodes_per_task))
+                    stats["time/meta_test_s"] = time.perf_counter() - t_test
                 logger.log_iteration(iteration, env_steps, time.perf_counter() - start,
                                      iteration_s, stats)
+                if cfg.logging.console and cfg.algo.name == "pearl":
+                    print(pearl_progress_line(iteration, cfg.train.iterations, env_steps,
+                                              iteration_s, stats), flush=True)
                 skipped_in_a_row = skipped_in_a_row + 1 if algo.skip_reason else 0
                 if algo.skip_reason:
                     print(f"metarl: iteration {iteration}: meta-update skipped ({algo.skip_reason}); "
@@ -187,7 +226,7 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
                     raise TrainingStopped(
                         f"{skipped_in_a_row} meta-updates in a row were skipped (last: "
                         f"{algo.skip_reason}); the parameters never took a non-finite step, and "
-                        f"{path} holds them. Lower algo.max_kl or algo.inner_step_size, check the "
+                        f"{path} holds them. Lower {_step_size_keys(cfg)}, check the "
                         f"task family's rewards, then continue with: metarl train --resume "
                         f"{run_dir}", exit_code=3)
                 if stop.signum is not None and not last:

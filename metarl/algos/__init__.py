@@ -1,7 +1,8 @@
 """Meta-learning algorithms (and the plain-TRPO baseline)."""
 
 from .maml_trpo import MAMLTRPO, TRPO
+from .pearl import PEARL, PEARLConfig
 
-ALGORITHMS = {cls.name: cls for cls in (MAMLTRPO, TRPO)}
+ALGORITHMS = {cls.name: cls for cls in (MAMLTRPO, TRPO, PEARL)}
 
-__all__ = ["ALGORITHMS", "MAMLTRPO", "TRPO"]
+__all__ = ["ALGORITHMS", "MAMLTRPO", "PEARL", "PEARLConfig", "TRPO"]

@@ -417,7 +417,13 @@ class PEARL:
         keyed ``meta_test/return/adapt_{k}``, plus ``meta_test/return/gain`` (last - first)."""
         tasks = self.test_tasks if tasks is None else tasks
         k_max = num_trajectories or self.cfg.meta_test_trajectories
-        returns = self.adapt(tasks, k_max, episodes_per_task, seed=seed).task_returns()
+        # the rollouts draw initial states from the sampler's stream: put it back, so that
+        # training samples the same data whether or how often it is interrupted to meta-test
+        sampler_state = copy.deepcopy(self.sampler.state_dict())
+        try:
+            returns = self.adapt(tasks, k_max, episodes_per_task, seed=seed).task_returns()
+        finally:
+            self.sampler.load_state_dict(sampler_state)
         stats = {f"meta_test/return/adapt_{k}": float(r.mean()) for k, r in enumerate(returns)}
         stats["meta_test/return/gain"] = float(returns[-1].mean() - returns[0].mean())
         return stats
