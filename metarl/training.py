@@ -111,10 +111,14 @@ def latest_valid_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def _meta_test_due(cfg: Config, iteration: int) -> bool:
-    """PEARL meta-tests its held-out tasks every ``algo.eval_every`` iterations (MAML is
-    evaluated by ``metarl eval`` only)."""
+    """PEARL meta-tests its held-out tasks after the first iteration and every
+    ``algo.eval_every`` iterations (MAML is evaluated by ``metarl eval`` only).
+
+    The first iteration's row fixes ``progress.csv``'s columns, so it must hold the
+    meta-test's; later rows leave them empty when no meta-test ran.
+    """
     every = cfg.algo.eval_every
-    return cfg.algo.name == "pearl" and every > 0 and iteration % every == 0
+    return cfg.algo.name == "pearl" and every > 0 and (iteration % every == 0 or iteration == 1)
 
 
 def _step_size_keys(cfg: Config) -> str:

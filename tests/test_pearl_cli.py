@@ -1,0 +1,111 @@
+"""PEARL through the product: config keys, `metarl train` and `metarl eval` end to end."""
+
+import csv
+import dataclasses
+import math
+
+import pytest
+import yaml
+
+from metarl.algos.pearl import PEARLConfig
+from metarl.checkpoint import load_checkpoint
+from metarl.config import AlgoConfig, ConfigError, config_from_dict
+from metarl.experiment import pearl_config
+
+from cli_helpers import ROOT, metarl
+
+NAV_PEARL = ROOT / "configs" / "pearl" / "navigation_2d.yaml"
+TINY = ["--set", "train.iterations=2", "--set", "algo.num_train_tasks=6",
+        "--set", "algo.num_test_tasks=3", "--set", "algo.num_tasks_sample=2",
+        "--set", "algo.num_initial_steps=40", "--set", "algo.num_steps_prior=20",
+        "--set", "algo.num_extra_rl_steps_posterior=40", "--set", "algo.meta_batch_size=4",
+        "--set", "algo.batch_size=16", "--set", "algo.embedding_batch_size=8",
+        "--set", "algo.num_train_steps_per_itr=5", "--set", "algo.eval_every=3",
+        "--set", "policy.hidden_sizes=[16,16]", "--set", "algo.encoder_hidden_sizes=[16]",
+        "--set", "train.checkpoint_every=1"]
+
+
+def test_config_defaults_are_the_algorithms():
+    """The config layer and PEARLConfig document the same reference defaults."""
+    algo = AlgoConfig()
+    for f in dataclasses.fields(PEARLConfig):
+        if f.name in ("meta_batch", "hidden_sizes"):  # algo.meta_batch_size, policy.hidden_sizes
+            continue
+        assert getattr(algo, f.name) == f.default or f.default is dataclasses.MISSING and \
+            getattr(algo, f.name) == f.default_factory(), f.name
+    cfg = config_from_dict(yaml.safe_load(NAV_PEARL.read_text()))
+    built = pearl_config(cfg)
+    assert built.meta_batch == cfg.algo.meta_batch_size
+    assert built.hidden_sizes == cfg.policy.hidden_sizes
+    built.check()
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"algo": {"name": "pearl", "num_tasks_sample": 9, "num_train_tasks": 4}},
+     r"^algo\.num_tasks_sample: 9 must not exceed algo\.num_train_tasks \(4\)"),
+    ({"algo": {"name": "pearl", "num_steps_prior": 0}}, r"^algo\.num_extra_rl_steps_posterior"),
+    ({"algo": {"name": "pearl"}, "policy": {"activation": "tanh"}}, r"^policy\.activation"),
+    ({"algo": {"name": "pearl", "reward_scale": 0}}, r"^algo\.reward_scale: 0"),
+    ({"algo": {"name": "pearl", "kl_lambd": 1}}, r"did you mean 'kl_lambda'"),
+])
+def test_pearl_config_errors_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(override)
+    # MAML configs never see PEARL's cross-key checks
+    config_from_dict({"algo": {"num_tasks_sample": 9, "num_train_tasks": 4}})
+
+
+@pytest.fixture(scope="module")
+def pearl_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("pearl_cli")
+    run_dir = work / "run"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OMP_NUM_THREADS", "1")  # tiny networks: one thread avoids OpenMP spinning on busy CPUs
+    try:
+        proc = metarl("train", NAV_PEARL, *TINY, "--seed", 2, "--run-dir", run_dir, cwd=work)
+        assert proc.returncode == 0, proc.stderr
+        yield run_dir, proc, work
+    finally:
+        mp.undo()
+
+
+def test_train_logs_pearl_losses_and_meta_test(pearl_run):
+    run_dir, proc, _ = pearl_run
+    assert "iter 1/2" in proc.stdout and "test k=0.." in proc.stdout
+    rows = list(csv.DictReader(open(run_dir / "progress.csv")))
+    # meta-tested after iteration 1 and every algo.eval_every (3) iterations
+    assert rows[1]["meta_test/return/adapt_0"] == "" and rows[0]["meta_test/return/adapt_2"]
+    assert [int(r["iteration"]) for r in rows] == [1, 2]
+    # at least the initial steps and the schedule (whole episodes; one reaching its goal
+    # ends early and the task collects another)
+    assert int(rows[0]["env_steps"]) >= 6 * 40 + 2 * (20 + 40)
+    for key in ("losses/qf", "losses/vf", "losses/policy", "losses/kl_z",
+                "meta_train/return/adapt_0", "meta_train/return/posterior",
+                "time/sample_s", "time/update_s"):
+        assert math.isfinite(float(rows[1][key])), key
+    for key in ("meta_test/return/adapt_0", "meta_test/return/adapt_2", "meta_test/return/gain",
+                "time/meta_test_s"):
+        assert math.isfinite(float(rows[0][key])), key
+    state = load_checkpoint(run_dir / "checkpoints" / "iter_000002.pt")
+    assert state["algo"] == "pearl" and state["iteration"] == 2
+
+
+def test_eval_writes_the_context_trajectory_curve(pearl_run, tmp_path):
+    run_dir, _, work = pearl_run
+    out = tmp_path / "eval"
+    proc = metarl("eval", run_dir, "--tasks", 4, "--grad-steps", 2, "--seed", 5, "--out", out,
+                  "--device", "cpu", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(open(out / "adaptation.csv")))
+    assert list(rows[0]) == ["method", "step", "mean_return", "stderr", "n_tasks"]
+    assert [(r["method"], int(r["step"]), int(r["n_tasks"])) for r in rows] == [
+        ("pearl", 0, 4), ("pearl", 1, 4), ("pearl", 2, 4)]
+    assert all(math.isfinite(float(r["mean_return"])) and float(r["stderr"]) >= 0 for r in rows)
+    assert (out / "adaptation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = metarl("eval", run_dir, "--tasks", 4, "--grad-steps", 2, "--seed", 5, "--out",
+                   tmp_path / "again", "--device", "cpu", cwd=work)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again" / "adaptation.csv").read_text() == (out / "adaptation.csv").read_text()
+
+    refused = metarl("eval", run_dir, "--baselines", "random", "--out", tmp_path / "b", cwd=work)
+    assert refused.returncode == 2 and "not defined for a PEARL run" in refused.stderr
