@@ -32,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="adaptation curve of a trained run on held-out tasks")
     ev.add_argument("run_dir", type=Path, help="directory written by `metarl train`")
     ev.add_argument("--tasks", type=int, default=40, help="held-out tasks (default 40)")
-    ev.add_argument("--grad-steps", type=int, default=3, help="adaptation steps 0..K (default 3)")
+    ev.add_argument("--grad-steps", type=int, default=3,
+                    help="adaptation steps 0..K: gradient steps, or for PEARL context "
+                         "trajectories (default 3)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the held-out tasks (default 0)")
     ev.add_argument("--out", type=Path, help="output directory (default RUN_DIR/eval)")
     ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
