@@ -109,3 +109,25 @@ def test_eval_writes_the_context_trajectory_curve(pearl_run, tmp_path):
 
     refused = metarl("eval", run_dir, "--baselines", "random", "--out", tmp_path / "b", cwd=work)
     assert refused.returncode == 2 and "not defined for a PEARL run" in refused.stderr
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Meta-tests in between (after iterations 1 and 2) and a resume after iteration 2
+    leave training's samples and updates as in one run of 3 iterations."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    common = [*TINY, "--set", "algo.eval_every=2", "--seed", 4]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert metarl("train", NAV_PEARL, *common, "--set", "train.iterations=3", "--run-dir", whole,
+                  cwd=tmp_path).returncode == 0
+    assert metarl("train", NAV_PEARL, *common, "--run-dir", part, cwd=tmp_path).returncode == 0
+    resumed = metarl("train", "--resume", part, "--set", "train.iterations=3", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+
+    def rows(run):
+        return [{k: v for k, v in r.items() if not k.startswith("time/") and k != "wall_s"}
+                for r in csv.DictReader(open(run / "progress.csv"))]
+
+    assert rows(part) == rows(whole)
+    a = load_checkpoint(whole / "checkpoints" / "iter_000003.pt")["algo_state"]["networks"]
+    b = load_checkpoint(part / "checkpoints" / "iter_000003.pt")["algo_state"]["networks"]
+    assert all(a[k].equal(b[k]) for k in a)
