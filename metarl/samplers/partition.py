@@ -120,13 +120,7 @@ class PartitionedSampler(BatchSampler):
         cpu_params = {k: v.detach().cpu() for k, v in params.items()}
         batches = self.run_jobs(cpu_policy, cpu_params, self.jobs(tasks), episodes_per_task,
                                 deterministic)
-        dtype = next(iter(params.values())).dtype
-        merged = merge_batches(batches, self.device)
-        for f in dataclasses.fields(merged):
-            value = getattr(merged, f.name)
-            if value is not None and value.is_floating_point():
-                setattr(merged, f.name, value.to(dtype))
-        return merged
+        return merge_batches(batches, self.device)  # workers sampled in the params' dtype
 
     def close(self) -> None:
         if hasattr(self, "_worker"):
