@@ -30,6 +30,7 @@ class NavigationParams:
     goal_high: float = 0.5
     max_action: float = 0.1
     goal_tolerance: float = 0.01
+    start_range: float = 0.0
 
     def __post_init__(self) -> None:
         if self.distance not in DISTANCES:
@@ -41,6 +42,14 @@ class NavigationParams:
             raise ValueError(f"Navigation2D: max_action must be > 0, got {self.max_action}")
         if self.goal_tolerance < 0:
             raise ValueError(f"Navigation2D: goal_tolerance must be >= 0, got {self.goal_tolerance}")
+        if not self.start_range >= 0:
+            raise ValueError(f"Navigation2D: start_range must be >= 0, got {self.start_range}")
+
+    def start_state(self, rng: np.random.Generator) -> np.ndarray:
+        """The origin, or ``U[-start_range, start_range]^2`` when ``start_range > 0``."""
+        if self.start_range == 0:
+            return np.zeros(2, dtype=np.float64)
+        return rng.uniform(-self.start_range, self.start_range, size=2)
 
 
 def navigation_step(state: np.ndarray, goal: np.ndarray, action: np.ndarray,
@@ -82,7 +91,9 @@ class Navigation2DEnv(TaskEnvMixin, gymnasium.Env):
     about -38 (Euclidean).
 
     ## Starting state
-    ``s = (0, 0)``.
+    ``s = (0, 0)`` (MAML's setting), or ``s ~ U[-start_range, start_range]^2`` when
+    ``start_range > 0`` (PEARL's point robot starts anywhere in ``[-1, 1]^2``: transitions
+    from all over the plane tell the goal apart, where starts at the origin all look alike).
 
     ## Episode end
     Terminates when ``||s' - g||_2 < goal_tolerance``; truncated after 100 steps (time limit).
@@ -97,6 +108,7 @@ class Navigation2DEnv(TaskEnvMixin, gymnasium.Env):
     | ``goal_low`` / ``goal_high`` | -0.5 / 0.5 | goal range per coordinate |
     | ``max_action`` | 0.1 | action clip per coordinate |
     | ``goal_tolerance`` | 0.01 | distance that ends the episode |
+    | ``start_range`` | 0.0 | start uniform in ``[-start_range, start_range]^2`` (0: the origin) |
 
     ## Version history
     * v0: initial version, after Finn et al. 2017 and its reference code.
@@ -105,8 +117,10 @@ class Navigation2DEnv(TaskEnvMixin, gymnasium.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, distance: str = "euclidean", goal_low: float = -0.5, goal_high: float = 0.5,
-                 max_action: float = 0.1, goal_tolerance: float = 0.01) -> None:
-        self.params = NavigationParams(distance, goal_low, goal_high, max_action, goal_tolerance)
+                 max_action: float = 0.1, goal_tolerance: float = 0.01,
+                 start_range: float = 0.0) -> None:
+        self.params = NavigationParams(distance, goal_low, goal_high, max_action, goal_tolerance,
+                                       start_range)
         self.observation_space, self.action_space = _spaces(max_action)
         self._task: GoalTask | None = None
         self._state = np.zeros(2, dtype=np.float64)
@@ -132,7 +146,7 @@ class Navigation2DEnv(TaskEnvMixin, gymnasium.Env):
             self.set_task(options["task"])
         elif self._task is None:
             self._task = self.sample_tasks(1)[0]
-        self._state = np.zeros(2, dtype=np.float64)
+        self._state = self.params.start_state(self.np_random)
         return self._state.astype(np.float32), {"task": self._task}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -151,9 +165,12 @@ class Navigation2DBatchEnv(BatchTaskEnv):
 
     def __init__(self, num_envs: int, horizon: int = 100, threads: int = 0,
                  distance: str = "euclidean", goal_low: float = -0.5, goal_high: float = 0.5,
-                 max_action: float = 0.1, goal_tolerance: float = 0.01) -> None:
+                 max_action: float = 0.1, goal_tolerance: float = 0.01,
+                 start_range: float = 0.0) -> None:
         del threads  # numpy steps all simulations in one thread; accepted for a uniform API
-        self.params = NavigationParams(distance, goal_low, goal_high, max_action, goal_tolerance)
+        self.params = NavigationParams(distance, goal_low, goal_high, max_action, goal_tolerance,
+                                       start_range)
+        self._seed_rng = np.random.default_rng()  # start states when reset gets no seeds
         if num_envs < 1 or horizon < 1:
             raise ValueError(f"Navigation2D: num_envs and horizon must be >= 1, "
                              f"got {num_envs} and {horizon}")
@@ -167,9 +184,15 @@ class Navigation2DBatchEnv(BatchTaskEnv):
         return sample_goal_tasks(n, rng, self.params.goal_low, self.params.goal_high)
 
     def reset(self, tasks: Sequence[GoalTask], seeds: Sequence[int] | None = None) -> np.ndarray:
-        self._check_tasks(tasks, seeds)  # the start state is deterministic: seeds are unused
+        self._check_tasks(tasks, seeds)
         self._goals = np.array([t.goal for t in tasks], dtype=np.float64).reshape(self.num_envs, 2)
-        self._state = np.zeros((self.num_envs, 2), dtype=np.float64)
+        if self.params.start_range == 0:  # deterministic start: seeds are not needed
+            self._state = np.zeros((self.num_envs, 2), dtype=np.float64)
+        else:
+            if seeds is None:
+                seeds = self._seed_rng.integers(0, 2**63 - 1, size=self.num_envs)
+            self._state = np.stack([self.params.start_state(np.random.default_rng(int(s)))
+                                    for s in seeds])
         self._t = 0
         return self._state.astype(np.float32)
 

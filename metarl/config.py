@@ -334,17 +334,26 @@ def _check_pearl(cfg: Config) -> None:
     if cfg.policy.activation != "relu":
         raise ConfigError(f"policy.activation: PEARL's networks use relu (as the reference "
                           f"code), got {cfg.policy.activation!r}")
-    if algo.num_tasks_sample > algo.num_train_tasks:
-        raise ConfigError(f"algo.num_tasks_sample: {algo.num_tasks_sample} must not exceed "
-                          f"algo.num_train_tasks ({algo.num_train_tasks})")
-    if algo.num_initial_steps == 0 and algo.num_steps_prior + algo.num_steps_posterior == 0:
-        raise ConfigError("algo.num_initial_steps: with 0 initial steps, algo.num_steps_prior or "
-                          "algo.num_steps_posterior must be > 0 (the encoder needs context)")
-    if algo.num_extra_rl_steps_posterior > 0 and \
-            algo.num_steps_prior + algo.num_steps_posterior == 0:
-        raise ConfigError("algo.num_extra_rl_steps_posterior: needs algo.num_steps_prior or "
-                          "algo.num_steps_posterior > 0 (the encoder buffer is refilled only by "
-                          "those, and posterior z is inferred from it)")
+    problem = pearl_schedule_problem(algo, "algo.")
+    if problem:
+        raise ConfigError(problem)
+
+
+def pearl_schedule_problem(settings: Any, prefix: str) -> str | None:
+    """Why PEARL's settings (``algo`` section or ``PEARLConfig``) cannot work together, with
+    keys named ``prefix + key``; None when they can (the schedule must feed the encoder)."""
+    s, p = settings, prefix
+    if s.num_tasks_sample > s.num_train_tasks:
+        return (f"{p}num_tasks_sample: {s.num_tasks_sample} must not exceed "
+                f"{p}num_train_tasks ({s.num_train_tasks})")
+    if s.num_initial_steps == 0 and s.num_steps_prior + s.num_steps_posterior == 0:
+        return (f"{p}num_initial_steps: with 0 initial steps, {p}num_steps_prior or "
+                f"{p}num_steps_posterior must be > 0 (the encoder needs context)")
+    if s.num_extra_rl_steps_posterior > 0 and s.num_steps_prior + s.num_steps_posterior == 0:
+        return (f"{p}num_extra_rl_steps_posterior: needs {p}num_steps_prior or "
+                f"{p}num_steps_posterior > 0 (the encoder buffer is refilled only by those, "
+                "and posterior z is inferred from it)")
+    return None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -93,6 +93,25 @@ def test_standing_still_scores_about_minus_38():
     assert total.mean() == pytest.approx(-38.3, abs=1.0)
 
 
+def test_navigation_random_start_matches_between_envs_and_stays_in_range():
+    seeds = [3, 17, 99, 2024]
+    batch = Navigation2DBatchEnv(num_envs=4, horizon=5, start_range=0.8)
+    tasks = batch.sample_tasks(4, np.random.default_rng(1))
+    starts = batch.reset(tasks, seeds)
+    for seed, task, start in zip(seeds, tasks, starts):
+        env = Navigation2DEnv(start_range=0.8)
+        obs, _ = env.reset(seed=seed, options={"task": task})
+        np.testing.assert_array_equal(obs, start)  # same seed, same start state
+    assert np.abs(starts).max() <= 0.8 and len({tuple(s) for s in starts.tolist()}) == 4
+    many = Navigation2DBatchEnv(num_envs=2000, horizon=5, start_range=1.0)
+    spread = many.reset(many.sample_tasks(2000, np.random.default_rng(2)), list(range(2000)))
+    assert np.abs(spread).max() <= 1.0 and abs(spread.mean()) < 0.05
+    assert spread.std() == pytest.approx(1 / np.sqrt(3), abs=0.03)  # U[-1, 1]
+    check_env(Navigation2DEnv(start_range=1.0), skip_render_check=True)
+    with pytest.raises(ValueError, match="start_range must be >= 0, got -0.1"):
+        Navigation2DEnv(start_range=-0.1)
+
+
 def test_navigation_tasks_follow_the_distribution():
     tasks = Navigation2DEnv(goal_low=-0.2, goal_high=0.2).sample_tasks(500, np.random.default_rng(0))
     goals = np.array([t.goal for t in tasks])

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..config import pearl_schedule_problem
 from ..replay_buffer import MultiTaskReplayBuffer, Transitions
 from ..samplers import BatchSampler, EpisodeBatch
 from .pearl_losses import actor_value_loss, critic_loss
@@ -101,17 +102,9 @@ class PEARLConfig:
             if not getattr(self, name) or min(getattr(self, name)) < 1:
                 raise ValueError(f"pearl.{name}: need a non-empty list of widths >= 1, got "
                                  f"{getattr(self, name)}")
-        if self.num_tasks_sample > self.num_train_tasks:
-            raise ValueError(f"pearl.num_tasks_sample ({self.num_tasks_sample}) must not exceed "
-                             f"pearl.num_train_tasks ({self.num_train_tasks})")
-        if self.num_initial_steps == 0 and self.num_steps_prior + self.num_steps_posterior == 0:
-            raise ValueError("pearl: with num_initial_steps 0, num_steps_prior or "
-                             "num_steps_posterior must be > 0 (the encoder needs context)")
-        if self.num_extra_rl_steps_posterior > 0 and \
-                self.num_steps_prior + self.num_steps_posterior == 0:
-            raise ValueError("pearl.num_extra_rl_steps_posterior needs num_steps_prior or "
-                             "num_steps_posterior > 0: the encoder buffer is refilled only by "
-                             "those, and posterior z is inferred from it")
+        problem = pearl_schedule_problem(self, "pearl.")
+        if problem:
+            raise ValueError(problem)
 
     @classmethod
     def field_docs(cls) -> dict[str, str]:
