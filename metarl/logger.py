@@ -45,6 +45,12 @@ class RunLogger:
             reader = csv.DictReader(handle)
             fieldnames = list(reader.fieldnames or [])
             rows = [row for row in reader if int(row["iteration"]) <= iteration]
+        self._rewrite_csv(fieldnames, rows)
+
+    def _rewrite_csv(self, fieldnames: list[str], rows: list[dict[str, Any]]) -> None:
+        """Replace ``progress.csv`` atomically, then keep appending to it."""
+        if self._csv_file is not None:
+            self._csv_file.close()
         tmp = self._csv_path.with_suffix(".csv.tmp")
         with open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fieldnames)
@@ -77,6 +83,13 @@ class RunLogger:
             self._csv_file = open(self._csv_path, "w", newline="")
             self._csv_writer = csv.DictWriter(self._csv_file, fieldnames=list(row))
             self._csv_writer.writeheader()
+        known = list(self._csv_writer.fieldnames)
+        if not set(row) <= set(known):
+            # a run resumed by a newer metarl logs columns its file lacks: widen the
+            # header once; earlier rows leave the new cells empty
+            with open(self._csv_path, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            self._rewrite_csv(known + [k for k in row if k not in known], rows)
         self._csv_writer.writerow(row)
         self._csv_file.flush()
 

@@ -45,6 +45,13 @@ def test_train_writes_the_run_directory(trained_run):
     assert [int(r["iteration"]) for r in rows] == [1, 2]
     assert int(rows[1]["env_steps"]) > int(rows[0]["env_steps"]) > 0
     assert float(rows[0]["meta_train/return/adapt_1"]) < 0
+    for k in (0, 1):  # horizon 20; an episode ends early only by reaching its goal
+        length = float(rows[0][f"diagnostics/episode_length/adapt_{k}"])
+        terminated = float(rows[0][f"diagnostics/terminated/adapt_{k}"])
+        assert 0 <= terminated <= 1 and 0 < length <= 20
+        assert (length == 20) == (terminated == 0)
+    # the config's init_std is 0.5 and one trust-region step moves it a little
+    assert 0.4 < float(rows[0]["diagnostics/policy_std"]) < 0.6
     ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert ckpts == ["iter_000001.pt", "iter_000002.pt"]
     state = load_checkpoint(run_dir / "checkpoints" / "iter_000002.pt")
@@ -55,7 +62,8 @@ def test_train_writes_the_run_directory(trained_run):
                 "losses/kl_before", "losses/kl_after", "losses/surrogate_before",
                 "losses/surrogate_after", "losses/inner_loss", "time/sps", "time/iteration",
                 "time/sample_s", "time/update_s", "diagnostics/line_search_steps",
-                "diagnostics/cg_residual"]:
+                "diagnostics/cg_residual", "diagnostics/episode_length/adapt_0",
+                "diagnostics/terminated/adapt_1", "diagnostics/policy_std"]:
         assert tag in tags, tag
     steps = [e.step for e in acc.Scalars("meta_train/return/adapt_0")]
     assert steps == [int(r["env_steps"]) for r in rows], "x-axis is total env steps"

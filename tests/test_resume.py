@@ -8,6 +8,7 @@ import torch
 
 from metarl.checkpoint import load_checkpoint
 from metarl.cli import main
+from metarl.logger import RunLogger
 
 SMALL = ["--set", "algo.meta_batch_size=2", "--set", "sampler.episodes_per_task=2",
          "--set", "env.horizon=10", "--set", "train.checkpoint_every=3",
@@ -65,3 +66,21 @@ def test_resume_errors_are_one_line(tmp_path, capsys):
     assert main(["train", CONFIG, *SMALL, "--set", "train.iterations=3", "--run-dir", str(run)]) == 0
     assert main(["train", "--resume", str(run)]) == 2
     assert "already at iteration 3" in capsys.readouterr().err
+
+
+def test_resume_widens_progress_csv_for_new_columns(tmp_path):
+    """A run started by an older metarl lacks newer columns; resuming keeps every row."""
+    old = RunLogger(tmp_path, 3, tensorboard=False, console=False)
+    old.log_iteration(1, 10, 1.0, 1.0, {"meta_train/return/adapt_0": -2.0})
+    old.log_iteration(2, 20, 2.0, 1.0, {"meta_train/return/adapt_0": -1.5})
+    old.close()
+    new = RunLogger(tmp_path, 3, tensorboard=False, console=False, resume_after=1)
+    new.log_iteration(2, 20, 2.0, 1.0, {"meta_train/return/adapt_0": -1.0,
+                                        "diagnostics/policy_std": 0.9})
+    new.log_iteration(3, 30, 3.0, 1.0, {"meta_train/return/adapt_0": -0.5,
+                                        "diagnostics/policy_std": 0.8})
+    new.close()
+    with open(tmp_path / "progress.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["iteration"], r["meta_train/return/adapt_0"], r["diagnostics/policy_std"])
+            for r in rows] == [("1", "-2.0", ""), ("2", "-1.0", "0.9"), ("3", "-0.5", "0.8")]

@@ -160,14 +160,22 @@ class MAMLTRPO:
 
         planned = (cfg.inner_steps if self.adapts_in_training else 0) + 1
         for k in range(planned):  # the same keys every iteration (progress.csv columns)
-            stats[f"meta_train/return/adapt_{k}"] = (batches[k].episode_returns().mean().item()
-                                                     if k < len(batches) else float("nan"))
+            batch = batches[k] if k < len(batches) else None
+            stats[f"meta_train/return/adapt_{k}"] = (
+                batch.episode_returns().mean().item() if batch is not None else float("nan"))
+            # early termination (an ant leaving its healthy height) shows here first
+            stats[f"diagnostics/episode_length/adapt_{k}"] = (
+                batch.lengths.float().mean().item() if batch is not None else float("nan"))
+            stats[f"diagnostics/terminated/adapt_{k}"] = (
+                batch.terminated.float().mean().item() if batch is not None else float("nan"))
         if planned > 1:
             stats["meta_train/return/gain"] = (
                 stats[f"meta_train/return/adapt_{planned - 1}"]
                 - stats["meta_train/return/adapt_0"])
         stats.update({
             "diagnostics/sim_diverged": float(sum(b.num_diverged for b in batches)),
+            # the meta-policy's exploration noise, whose control cost every task pays
+            "diagnostics/policy_std": self.policy.log_std.detach().exp().mean().item(),
             "time/sample_s": adaptation.sample_s,
             "time/adapt_s": adaptation.adapt_s,
             "time/update_s": update_s,
