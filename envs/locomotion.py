@@ -79,13 +79,19 @@ class _HalfCheetah(MujocoTaskFamily):
     xml_path = ASSETS / "half_cheetah.xml"
     frame_skip = 5
 
-    def __init__(self, ctrl_cost_weight: float = 0.05, reset_noise_scale: float = 0.1) -> None:
+    def __init__(self, ctrl_cost_weight: float = 0.05, reset_noise_scale: float = 0.1,
+                 exclude_current_positions_from_observation: bool = True) -> None:
         super().__init__(reset_noise_scale)
         _check_nonnegative(ctrl_cost_weight=ctrl_cost_weight)
+        if not isinstance(exclude_current_positions_from_observation, bool):
+            raise ValueError("exclude_current_positions_from_observation must be true or false, "
+                             f"got {exclude_current_positions_from_observation!r}")
         self.ctrl_cost_weight = ctrl_cost_weight
+        self.exclude_current_positions_from_observation = exclude_current_positions_from_observation
 
     def observation(self, state: SimState) -> np.ndarray:
-        return np.concatenate([state.qpos[:, 1:], state.qvel], axis=1)
+        first = 1 if self.exclude_current_positions_from_observation else 0
+        return np.concatenate([state.qpos[:, first:], state.qvel], axis=1)
 
     def _terms(self, state: SimState) -> tuple[np.ndarray, np.ndarray]:
         velocity = (state.qpos[:, 0] - state.qpos_before[:, 0]) / state.dt
@@ -105,7 +111,11 @@ class HalfCheetahVel(_VelocityTasks, _HalfCheetah):
     ``Box(-1, 1, (6,))``: torques of the six leg joints (actions outside are clipped).
 
     ## Observation space
-    ``Box(-inf, inf, (17,))``: ``qpos[1:]`` (8) and ``qvel`` (9); the x position is excluded.
+    ``Box(-inf, inf, (17,))``: ``qpos[1:]`` (8) and ``qvel`` (9); the x position is excluded
+    (as Gymnasium's ``HalfCheetah-v5``). With
+    ``exclude_current_positions_from_observation=False`` it is ``qpos`` and ``qvel`` (18),
+    the information of the MAML reference code's observation, which appends the torso's
+    position (x, y = 0 and z) to these 17.
 
     ## Rewards
     ``r = -|v_x - v*| - ctrl_cost_weight * ||a||^2`` with ``v_x = (x' - x) / dt``,
@@ -129,14 +139,15 @@ class HalfCheetahVel(_VelocityTasks, _HalfCheetah):
     | ``velocity_low`` / ``velocity_high`` | 0.0 / 2.0 | target velocity range (m/s) |
     | ``ctrl_cost_weight`` | 0.05 | weight of ``||a||^2`` |
     | ``reset_noise_scale`` | 0.1 | scale of the initial-state noise |
+    | ``exclude_current_positions_from_observation`` | true | leave the x position out |
 
     ## Version history
     * v0: initial version, after Finn et al. 2017 and its reference code.
     """
 
     def __init__(self, velocity_low: float = 0.0, velocity_high: float = 2.0,
-                 ctrl_cost_weight: float = 0.05, reset_noise_scale: float = 0.1) -> None:
-        super().__init__(ctrl_cost_weight, reset_noise_scale)
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._set_velocity_range(velocity_low, velocity_high)
 
     def reward(self, state: SimState, task: Mapping[str, np.ndarray]
@@ -157,7 +168,8 @@ class HalfCheetahDir(_DirectionTasks, _HalfCheetah):
     ``Box(-1, 1, (6,))`` joint torques (clipped).
 
     ## Observation space
-    ``Box(-inf, inf, (17,))``: ``qpos[1:]`` and ``qvel``.
+    ``Box(-inf, inf, (17,))``: ``qpos[1:]`` and ``qvel`` (18 with the x position, see
+    :class:`HalfCheetahVel`).
 
     ## Rewards
     ``r = d * v_x - ctrl_cost_weight * ||a||^2``, ``v_x = (x' - x) / dt``, ``dt = 0.05``.
@@ -176,6 +188,7 @@ class HalfCheetahDir(_DirectionTasks, _HalfCheetah):
     |---|---|---|
     | ``ctrl_cost_weight`` | 0.05 | weight of ``||a||^2`` |
     | ``reset_noise_scale`` | 0.1 | scale of the initial-state noise |
+    | ``exclude_current_positions_from_observation`` | true | leave the x position out |
 
     ## Version history
     * v0: initial version, after Finn et al. 2017 and its reference code.

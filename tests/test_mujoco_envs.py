@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import gymnasium
+from gymnasium.utils.env_checker import check_env
 import metarl.envs
 import mujoco
 import numpy as np
@@ -61,6 +62,32 @@ def test_half_cheetah_velocity_agrees_with_gymnasium_half_cheetah_v5(tmp_path, m
         assert info["forward_velocity"] == pytest.approx(ref_info["x_velocity"], abs=1e-6)
         assert reward == pytest.approx(-abs(info["forward_velocity"] - 1.0)
                                        - 0.05 * np.sum(action ** 2), abs=1e-9)
+
+
+@pytest.mark.parametrize("family_id", ["HalfCheetahVel-v0", "HalfCheetahDir-v0"])
+def test_half_cheetah_can_observe_its_x_position(family_id):
+    """``exclude_current_positions_from_observation=False`` (the MAML reference's information)."""
+    family = get_task_family(family_id)
+    kwargs = {"exclude_current_positions_from_observation": False}
+    env = family.make_env(**kwargs)
+    check_env(env.unwrapped, skip_render_check=True)
+    assert env.observation_space.shape == (18,)
+    task = env.unwrapped.sample_tasks(1, np.random.default_rng(0))[0]
+    env.unwrapped.set_task(task)
+    obs, _ = env.reset(seed=3)
+    batch = family.make_batch_env(2, horizon=20, threads=1, **kwargs)
+    batch_obs = batch.reset([task] * 2, seeds=[3, 4])
+    np.testing.assert_allclose(batch_obs[0], obs, atol=1e-12)
+    for _ in range(20):
+        action = np.ones(6)
+        obs, *_ = env.step(action)
+        batch_obs, *_ = batch.step(np.stack([action, action]))
+    data = env.unwrapped.data
+    np.testing.assert_allclose(obs, np.concatenate([data.qpos, data.qvel]), atol=1e-12)
+    assert abs(obs[0]) > 0.05  # the torso has moved along x, and the agent sees it
+    np.testing.assert_allclose(batch_obs[0], obs, atol=1e-9)
+    with pytest.raises(TaskFamilyError, match="exclude_current_positions_from_observation"):
+        family.make_env(exclude_current_positions_from_observation="no")
 
 
 def _step_single(family_id, task, action, seed=0):
