@@ -14,11 +14,12 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import gymnasium
 
 from .base import BatchTaskEnv, TaskFamilyError
+from .kwarg_check import check_kwargs, family_kwargs
 
 NAMESPACE = "metarl"
 
@@ -53,11 +54,34 @@ class TaskFamilySpec:
     def has_batch_env(self) -> bool:
         return self.batch_entry_point is not None
 
+    def allowed_kwargs(self, batch: bool = False) -> list[str]:
+        """Names of the family kwargs its gymnasium env (or batched env) accepts."""
+        return list(family_kwargs(_resolve(self._entry_point(batch))).params)
+
+    def check_kwargs(self, kwargs: Mapping[str, Any], batch: bool = False) -> None:
+        """Raise :class:`TaskFamilyError` (one line) if a kwarg is unknown, of the wrong
+        type or one metarl sets itself, for the gymnasium env (or the batched env)."""
+        check_kwargs(self.id, _resolve(self._entry_point(batch)), kwargs)
+
+    def _entry_point(self, batch: bool) -> str | Callable[..., Any]:
+        if not batch:
+            return self.env_entry_point
+        if self.batch_entry_point is None:
+            raise TaskFamilyError(f"task family '{self.id}' has no batched env; "
+                                  "use sampler.backend: gym")
+        return self.batch_entry_point
+
     def make_env(self, max_episode_steps: int | None = None, **kwargs: Any) -> gymnasium.Env:
         """A gymnasium env of this family, truncated at ``max_episode_steps``
-        (default: the family's horizon). Bad kwargs raise :class:`TaskFamilyError`."""
+        (default: the family's horizon). Bad kwargs raise :class:`TaskFamilyError`.
+
+        ``render_mode`` and ``disable_env_checker`` go to ``gymnasium.make``."""
+        make_options = {k: kwargs.pop(k) for k in ("render_mode", "disable_env_checker")
+                        if k in kwargs}
+        self.check_kwargs({**self.default_kwargs, **kwargs})
         try:
-            return gymnasium.make(self.gym_id, max_episode_steps=max_episode_steps, **kwargs)
+            return gymnasium.make(self.gym_id, max_episode_steps=max_episode_steps,
+                                  **make_options, **kwargs)
         except (TypeError, ValueError) as err:
             raise TaskFamilyError(f"task family '{self.id}': {err}") from None
 
@@ -65,13 +89,12 @@ class TaskFamilySpec:
                        **kwargs: Any) -> BatchTaskEnv:
         """A batched env stepping ``num_envs`` simulations at once (``threads``: 0 = all
         cores, where the env is multithreaded). Bad kwargs raise :class:`TaskFamilyError`."""
-        if self.batch_entry_point is None:
-            raise TaskFamilyError(f"task family '{self.id}' has no batched env; "
-                                  "use sampler.backend: gym")
-        factory = _resolve(self.batch_entry_point)
+        kwargs = {**self.default_kwargs, **kwargs}
+        self.check_kwargs(kwargs, batch=True)
+        factory = _resolve(self._entry_point(batch=True))
         try:
             return factory(num_envs=num_envs, horizon=horizon or self.max_episode_steps,
-                           threads=threads, **{**self.default_kwargs, **kwargs})
+                           threads=threads, **kwargs)
         except (TypeError, ValueError) as err:
             raise TaskFamilyError(f"task family '{self.id}': {err}") from None
 

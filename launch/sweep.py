@@ -8,8 +8,10 @@ Each run is one `metarl train` process, started by a Ray task that reserves
 ``--address`` a local Ray (loopback, this machine's CPUs) runs the grid; with
 ``--address auto`` or ``host:port`` the runs spread over a cluster (see
 ``launch/ray_cluster.yaml``); configs and ``--out`` must then be on a file system
-every node sees at the same path. A run whose node dies is retried on another node;
-a run that fails is reported and the others go on. The summary table gives each
+every node sees at the same path. A run whose node dies is retried on another node,
+resuming from its newest checkpoint (starting the sweep again resumes every
+unfinished run and skips the finished ones); a run that fails is reported and the
+others go on. The summary table gives each
 run's status and last meta-train returns; the exit status is 1 if any
 run failed.
 
@@ -30,6 +32,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from metarl.checkpoint import list_checkpoints
 from metarl.config import ConfigError, load_config
 from metarl.samplers.ray_sampler import RayBackendError, connect, import_ray
 
@@ -77,7 +80,7 @@ def expand(configs: list[Path], seeds: list[int], grid: list[tuple[str, ...]],
 
 
 def train_command(run: Run, run_dir: Path) -> list[str]:
-    """The `metarl train` command line of ``run``."""
+    """The `metarl train` command line of ``run``, started afresh."""
     cmd = [sys.executable, "-m", "metarl", "train", str(run.config), "--seed", str(run.seed),
            "--run-dir", str(run_dir)]
     for override in run.overrides:
@@ -85,11 +88,40 @@ def train_command(run: Run, run_dir: Path) -> list[str]:
     return cmd
 
 
+def attempt_command(run: Run, run_dir: Path) -> list[str] | None:
+    """The command that brings ``run_dir`` to completion, None when it is complete.
+
+    A retry (the node died, or the sweep was started again) resumes the run from
+    its newest checkpoint; a directory left without any checkpoint is set aside as
+    ``NAME.incomplete-K`` and the run starts afresh.
+    """
+    checkpoints = list_checkpoints(run_dir / "checkpoints")
+    if checkpoints and (run_dir / "config.yaml").is_file():
+        done = int(checkpoints[-1].stem.removeprefix("iter_"))
+        if done >= load_config(run_dir / "config.yaml").train.iterations:
+            return None
+        return [sys.executable, "-m", "metarl", "train", "--resume", str(run_dir)]
+    if run_dir.exists() and any(run_dir.iterdir()):
+        k = 1
+        while run_dir.with_name(f"{run_dir.name}.incomplete-{k}").exists():
+            k += 1
+        run_dir.rename(run_dir.with_name(f"{run_dir.name}.incomplete-{k}"))
+    return train_command(run, run_dir)
+
+
 def execute(run: Run, run_dir: Path, log_path: Path) -> tuple[int, str]:
-    """Run ``run`` to completion (on whichever node Ray chose); returns (exit status, host)."""
+    """Run ``run`` to completion (on whichever node Ray chose); returns (exit status, host).
+
+    Ray calls it again when the node died; the log keeps every attempt's output.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log:
-        proc = subprocess.run(train_command(run, run_dir), stdout=log, stderr=subprocess.STDOUT)
+    cmd = attempt_command(run, run_dir)
+    with open(log_path, "a") as log:
+        if cmd is None:
+            print(f"sweep: {run_dir} is already complete", file=log, flush=True)
+            return 0, socket.gethostname()
+        print(f"sweep: {' '.join(cmd)}", file=log, flush=True)
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
     return proc.returncode, socket.gethostname()
 
 

@@ -13,16 +13,18 @@ import pickle
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
+
+from .errors import BadInputError
 
 FORMAT = "metarl-checkpoint"
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^iter_(\d{6,})\.pt$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(BadInputError, RuntimeError):
     """A checkpoint is missing, unreadable or not one of ours."""
 
 
@@ -87,3 +89,47 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path:
     if not found:
         raise CheckpointError(f"no checkpoints (iter_*.pt) in {checkpoint_dir}")
     return found[-1]
+
+
+def checkpoint_iteration(path: Path) -> int:
+    """The iteration in a checkpoint's file name (``iter_000012.pt`` -> 12)."""
+    match = _NAME.match(Path(path).name)
+    if match is None:
+        raise CheckpointError(f"{path} is not named like a checkpoint (iter_NNNNNN.pt)")
+    return int(match.group(1))
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def first_loadable(candidates: Sequence[Path], what: str,
+                   report: Callable[[str], None] = _say
+                   ) -> tuple[Path, dict[str, Any], list[Path]]:
+    """The first of ``candidates`` (in the caller's order of preference) that loads, its
+    state and the checkpoints skipped before it; each skipped one is reported by path.
+
+    Shared by ``metarl train --resume`` and ``metarl eval`` so that both pass over a
+    truncated or corrupted checkpoint the same way. ``what`` prefixes the error raised
+    when none loads (e.g. ``--resume``).
+    """
+    skipped: list[Path] = []
+    for path in candidates:
+        try:
+            return path, load_checkpoint(path), skipped
+        except CheckpointError as err:
+            report(f"metarl: skipping unusable checkpoint: {err}")
+            skipped.append(path)
+    if not candidates:
+        raise CheckpointError(f"{what}: no checkpoints to load")
+    raise CheckpointError(f"{what}: none of the {len(candidates)} checkpoints in "
+                          f"{Path(candidates[0]).parent} could be loaded")
+
+
+def latest_loadable(checkpoint_dir: Path, what: str, report: Callable[[str], None] = _say
+                    ) -> tuple[Path, dict[str, Any], list[Path]]:
+    """The newest checkpoint in ``checkpoint_dir`` that loads (see :func:`first_loadable`)."""
+    found = list_checkpoints(checkpoint_dir)
+    if not found:
+        raise CheckpointError(f"{what}: no checkpoints (iter_*.pt) in {checkpoint_dir}")
+    return first_loadable(list(reversed(found)), what, report)

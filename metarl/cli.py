@@ -31,11 +31,20 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="adaptation curve of a trained run on held-out tasks")
     ev.add_argument("run_dir", type=Path, help="directory written by `metarl train`")
+    ev.add_argument("--checkpoint", default="latest", metavar="latest|best|ITER",
+                    help="iterate to evaluate: latest = newest checkpoint that loads "
+                         "(unloadable ones are reported and skipped); best = the checkpointed "
+                         "iteration with the highest post-adaptation training return in "
+                         "progress.csv (MAML meta_train/return/adapt_K, PEARL "
+                         "meta_train/return/posterior; ties: the earliest); ITER = exactly "
+                         "that iteration's checkpoint (default latest)")
     ev.add_argument("--tasks", type=int, default=40, help="held-out tasks (default 40)")
     ev.add_argument("--grad-steps", type=int, default=3,
                     help="adaptation steps 0..K: gradient steps, or for PEARL context "
                          "trajectories (default 3)")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the held-out tasks (default 0)")
+    ev.add_argument("--seed", type=int, default=0,
+                    help="seed of the held-out tasks and action noise; the baselines' tuning "
+                         "draw is derived from it (default 0)")
     ev.add_argument("--out", type=Path, help="output directory (default RUN_DIR/eval)")
     ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ev.add_argument("--baselines", metavar="METHODS",
@@ -44,8 +53,12 @@ def _parser() -> argparse.ArgumentParser:
                          "next to RUN_DIR (trained from configs/baselines/) or NAME=RUN_DIR")
     ev.add_argument("--step-grid", metavar="STEPS",
                     default=",".join(map(str, DEFAULT_STEP_GRID)),
-                    help="step sizes tried when fine-tuning pretrained/random; the best is "
-                         "kept (default %(default)s)")
+                    help="step sizes tried when fine-tuning pretrained/random; the best on "
+                         "the tuning tasks is kept (default %(default)s)")
+    ev.add_argument("--tuning-tasks", type=int, metavar="N",
+                    help="tasks of the separate draw (own action noise, seed derived from "
+                         "--seed) that pretrained/random step sizes are tuned on, never the "
+                         "reported tasks (default: as many as --tasks)")
 
     sub.add_parser("envs", help="list registered task families")
 
@@ -114,7 +127,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from .config import ConfigError
-    from .evaluation import evaluate_run, parse_baselines
+    from .evaluation import eval_summary, evaluate_run, parse_baselines
 
     try:
         grid = [float(x) for x in args.step_grid.split(",") if x.strip()]
@@ -123,10 +136,12 @@ def _eval(args: argparse.Namespace) -> int:
                           f"{args.step_grid!r}") from None
     out_dir, points = evaluate_run(args.run_dir, args.tasks, args.grad_steps, args.seed,
                                    args.out, args.device, parse_baselines(args.baselines), grid,
-                                   progress=lambda m: print(m, flush=True))
+                                   progress=lambda m: print(m, flush=True),
+                                   checkpoint=args.checkpoint, tuning_tasks=args.tuning_tasks)
     print(f"{'method':<10} {'step':>4} {'mean_return':>12} {'stderr':>8} {'n_tasks':>7}")
     for p in points:
         print(f"{p.method:<10} {p.step:>4} {p.mean_return:>12.2f} {p.stderr:>8.2f} {p.n_tasks:>7}")
+    print(eval_summary(out_dir / "eval_info.yaml"))
     print(f"wrote {out_dir / 'adaptation.csv'} and {out_dir / 'adaptation.png'}")
     return 0
 
@@ -217,32 +232,50 @@ def _bench_maml(args: argparse.Namespace) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``metarl`` console script."""
+    """Run one ``metarl`` command; returns its exit status (:mod:`metarl.errors`)."""
     args = _parser().parse_args(argv)
-    from .checkpoint import CheckpointError
+    from .errors import EXIT_INTERRUPTED, MetarlError
+    from .interrupts import REQUESTS
     from .runtime import keep_freed_memory_in_heap
-    from .algos.maml_trpo import AdaptationError
-    from .training import TrainingStopped
 
     keep_freed_memory_in_heap()
-    from .config import ConfigError
-
     handlers = {"train": _train, "eval": _eval, "envs": _envs, "bench": _bench}
     try:
-        return handlers[args.command](args)
-    except (ConfigError, CheckpointError) as err:
-        print(f"metarl {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except AdaptationError as err:
-        print(f"metarl {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except TrainingStopped as err:
-        print(f"metarl {args.command}: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print(f"metarl {args.command}: interrupted", file=sys.stderr)
-        return 130
+        code = handlers[args.command](args)
+    except MetarlError as err:
+        print(f"metarl {args.command}: {_error_prefix(err)}{err}", file=sys.stderr)
+        code = err.exit_status
+    except KeyboardInterrupt as err:  # metarl.interrupts.Interrupted, or Python's own
+        print(f"metarl {args.command}: interrupted ({err or 'SIGINT'}); work in progress "
+              "was not saved, existing checkpoints are intact", file=sys.stderr, flush=True)
+        code = EXIT_INTERRUPTED
+    return REQUESTS.exit_status(code)
+
+
+def _error_prefix(err: Exception) -> str:
+    from .errors import TrainingStopped
+
+    return "" if isinstance(err, TrainingStopped) else "error: "
+
+
+def run() -> None:
+    """Entry point of the ``metarl`` console script and ``python -m metarl``.
+
+    The signal handler is installed before anything else and stays installed until
+    the process exits, so a signal at any moment gives a documented exit status.
+    """
+    from .errors import EXIT_INTERRUPTED
+    from .interrupts import REQUESTS
+
+    REQUESTS.install()
+    try:
+        code = main()
+        REQUESTS.finish()
+    except KeyboardInterrupt:  # a signal between the command's end and finish()
+        code = EXIT_INTERRUPTED
+        REQUESTS.finish()
+    sys.exit(REQUESTS.exit_status(code))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -21,8 +21,11 @@ from typing import Any, Iterable
 
 import yaml
 
+from .errors import BadInputError
+from .yaml_io import YAMLLimitError, load_yaml
 
-class ConfigError(ValueError):
+
+class ConfigError(BadInputError, ValueError):
     """A configuration problem, with a message that names the key path."""
 
 
@@ -366,9 +369,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {text!r}: key must look like section.key "
                           f"(sections: {', '.join(_SECTION_TYPES)})")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw, f"--set {key.strip()}") if raw.strip() else ""
+    except YAMLLimitError as err:
+        raise ConfigError(str(err)) from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {err}") from None
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: "
+                          f"{_yaml_problem(err)}") from None
     return parts, value
 
 
@@ -410,7 +416,9 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> Confi
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = load_yaml(path.read_text(encoding="utf-8"), str(path))
+        except YAMLLimitError as err:
+            raise ConfigError(str(err)) from None
         except UnicodeDecodeError as err:
             raise ConfigError(f"{path}: not a UTF-8 text file ({err.reason} at byte "
                               f"{err.start})") from None

@@ -1,17 +1,22 @@
 """Meta-test evaluation: adaptation curves on held-out tasks.
 
 Uses only the algorithm's ``adapt`` interface, so the same evaluator serves every
-meta-learner. Tasks are drawn from a random stream independent of training.
+meta-learner. Tasks are drawn from a random stream independent of training. Any
+checkpointed iterate can be evaluated (``latest``, ``best`` by training return, or an
+iteration number); the baselines' step sizes are tuned on a separate task draw.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
-from dataclasses import dataclass
+import re
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -19,8 +24,15 @@ import yaml
 
 from . import __version__
 from .algos import MAMLTRPO
-from .checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
-from .config import Config, ConfigError, config_from_dict
+from .checkpoint import (
+    CheckpointError,
+    checkpoint_iteration,
+    first_loadable,
+    latest_loadable,
+    list_checkpoints,
+    load_checkpoint,
+)
+from .config import Config, ConfigError, config_from_dict, load_config
 from .experiment import (
     STREAM_EVAL_ACTIONS,
     STREAM_EVAL_LATENTS,
@@ -31,6 +43,7 @@ from .experiment import (
     derive_seed,
     resolve_device,
 )
+from .envs import task_features
 from .policies import GaussianMLPPolicy
 
 CSV_COLUMNS = ("method", "step", "mean_return", "stderr", "n_tasks")
@@ -89,6 +102,36 @@ DEFAULT_STEP_GRID = (0.0125, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8)
 BASELINE_CONFIGS = "configs/baselines/"
 
 
+@dataclass(frozen=True)
+class CheckpointChoice:
+    """Which iterate of a run is evaluated, and why that one."""
+
+    chosen_by: str  # "latest", "best" or "explicit"
+    iteration: int
+    path: Path
+    skipped: tuple[Path, ...] = ()  # tried first, but unloadable (corrupted, truncated, ...)
+    train_return: float | None = None  # for "best": the return it was chosen by
+    train_return_column: str | None = None
+
+    def describe(self) -> str:
+        """One console line, e.g. ``checkpoint: iteration 3 (latest that loads) ...``."""
+        how = {"latest": "latest that loads", "explicit": "as asked"}.get(self.chosen_by)
+        if self.chosen_by == "best":
+            how = (f"best: highest {self.train_return_column} in progress.csv, "
+                   f"{self.train_return:.4g}")
+        return f"checkpoint: iteration {self.iteration} ({how}) {self.path}"
+
+    def to_info(self) -> dict[str, Any]:
+        """The ``iterate`` entry of ``eval_info.yaml``."""
+        info: dict[str, Any] = {"iteration": self.iteration, "checkpoint": str(self.path),
+                                "chosen_by": self.chosen_by,
+                                "skipped_checkpoints": [str(p) for p in self.skipped]}
+        if self.chosen_by == "best":
+            info["train_return"] = self.train_return
+            info["train_return_column"] = self.train_return_column
+        return info
+
+
 @dataclass
 class LoadedRun:
     path: Path
@@ -96,18 +139,143 @@ class LoadedRun:
     state: dict[str, Any]
     cfg: Config
     parts: Components
+    choice: CheckpointChoice | None = field(default=None)
 
 
-def load_run(run_dir: Path, device: torch.device, what: str = "run") -> LoadedRun:
-    """Rebuild a run's components from its newest checkpoint, or explain why it cannot."""
+def parse_checkpoint(text: str | int) -> str | int:
+    """``--checkpoint``: ``latest``, ``best`` or an iteration number (returned as ``int``)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        value: str | int = text
+    else:
+        value = str(text).strip()
+        if value in ("latest", "best"):
+            return value
+        if not value.isdigit():
+            raise ConfigError(f"--checkpoint: expected latest, best or an iteration number, "
+                              f"got {text!r}")
+        value = int(value)
+    if value < 1:
+        raise ConfigError(f"--checkpoint: iterations are numbered from 1, got {value}")
+    return value
+
+
+def _iterations_text(iterations: Sequence[int]) -> str:
+    """``1, 2, 3`` (long lists shortened: a run may keep hundreds of checkpoints)."""
+    if not iterations:
+        return "none"
+    if len(iterations) <= 12:
+        return ", ".join(map(str, iterations))
+    return (", ".join(map(str, iterations[:6])) + ", ..., "
+            + ", ".join(map(str, iterations[-5:])) + f" ({len(iterations)} in all)")
+
+
+_ADAPT_RETURN = re.compile(r"^meta_train/return/adapt_(\d+)$")
+PEARL_RETURN = "meta_train/return/posterior"
+
+
+def training_returns(run_dir: Path, algo_name: str) -> tuple[str, dict[int, float]]:
+    """The post-adaptation training return of each iteration in ``progress.csv``:
+    MAML's ``meta_train/return/adapt_{K}`` (K the largest logged), PEARL's
+    ``meta_train/return/posterior``. Returns the column and ``{iteration: return}``
+    (empty and non-finite entries left out)."""
+    path = Path(run_dir) / "progress.csv"
+    if algo_name not in ("maml_trpo", "pearl"):
+        raise CheckpointError(f"--checkpoint best: {run_dir} is a {algo_name!r} run; its "
+                              "training return is not a post-adaptation return and `metarl "
+                              "eval` evaluates meta-learners (pass TRPO runs with --baselines)")
+    if not path.is_file():
+        raise CheckpointError(f"--checkpoint best: {path} not found; best is chosen by the "
+                              "training return logged there (use latest or an iteration number)")
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = list(reader.fieldnames or [])
+        rows = list(reader)
+    if algo_name == "pearl":
+        column = PEARL_RETURN
+        if column not in columns:
+            raise CheckpointError(
+                f"--checkpoint best: {path} has no column {column} (PEARL logs it when "
+                "algo.num_steps_posterior + algo.num_extra_rl_steps_posterior > 0); use latest "
+                "or an iteration number")
+    else:
+        steps = [int(m.group(1)) for c in columns if (m := _ADAPT_RETURN.match(c))]
+        if not steps:
+            raise CheckpointError(f"--checkpoint best: {path} has no meta_train/return/adapt_K "
+                                  "column; use latest or an iteration number")
+        column = f"meta_train/return/adapt_{max(steps)}"
+    returns: dict[int, float] = {}
+    for row in rows:
+        try:
+            iteration, value = int(row["iteration"]), float(row[column])
+        except (KeyError, TypeError, ValueError):
+            continue  # a row without this value (e.g. written before the column existed)
+        if math.isfinite(value):
+            returns[iteration] = value
+    return column, returns
+
+
+def _algo_name(run_dir: Path) -> str:
+    """The run's algorithm, from its ``config.yaml`` (``best`` needs it before any load)."""
+    return load_config(Path(run_dir) / "config.yaml").algo.name
+
+
+def choose_checkpoint(run_dir: Path, which: str | int = "latest", what: str | None = None,
+                      report: Callable[[str], None] | None = None
+                      ) -> tuple[CheckpointChoice, dict[str, Any]]:
+    """The checkpoint of ``run_dir`` to evaluate, and its loaded state.
+
+    * ``latest``: the newest that loads; unloadable ones are reported and skipped.
+    * ``best``: of the checkpointed iterations, the one with the highest post-adaptation
+      training return (:func:`training_returns`; ties: the earliest), passing over
+      unloadable ones the same way.
+    * an iteration number: exactly that checkpoint; never another one in its place.
+    """
+    checkpoint_dir = Path(run_dir) / "checkpoints"
+    which = parse_checkpoint(which)
+    what = what or f"--checkpoint {which}"
+    say = report or (lambda m: print(m, flush=True))
+    if which == "latest":
+        path, state, skipped = latest_loadable(checkpoint_dir, what, say)
+        return CheckpointChoice("latest", checkpoint_iteration(path), path, tuple(skipped)), state
+    by_iteration = {checkpoint_iteration(p): p for p in list_checkpoints(checkpoint_dir)}
+    available = _iterations_text(sorted(by_iteration))
+    if isinstance(which, int):
+        if which not in by_iteration:
+            raise CheckpointError(f"{what}: no checkpoint of iteration {which} in "
+                                  f"{checkpoint_dir}; available iterations: {available}")
+        try:
+            state = load_checkpoint(by_iteration[which])
+        except CheckpointError as err:
+            raise CheckpointError(f"{what}: {err}; not evaluating another iterate instead "
+                                  f"(available iterations: {available})") from None
+        return CheckpointChoice("explicit", which, by_iteration[which]), state
+    if not by_iteration:
+        raise CheckpointError(f"{what}: no checkpoints (iter_*.pt) in {checkpoint_dir}")
+    column, returns = training_returns(run_dir, _algo_name(run_dir))
+    ranked = sorted((it for it in by_iteration if it in returns), key=lambda it: (-returns[it], it))
+    if not ranked:
+        raise CheckpointError(f"{what}: none of the checkpointed iterations ({available}) has "
+                              f"a value of {column} in {Path(run_dir) / 'progress.csv'}")
+    path, state, skipped = first_loadable([by_iteration[it] for it in ranked], what, say)
+    iteration = checkpoint_iteration(path)
+    return CheckpointChoice("best", iteration, path, tuple(skipped), returns[iteration],
+                            column), state
+
+
+def load_run(run_dir: Path, device: torch.device, what: str = "run",
+             checkpoint: str | int = "latest",
+             report: Callable[[str], None] | None = None) -> LoadedRun:
+    """Rebuild a run's components from the checkpoint ``checkpoint`` selects
+    (:func:`choose_checkpoint`; default the newest that loads), or explain why it cannot."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{what} {run_dir} is not a directory")
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "checkpoints").is_dir():
         raise CheckpointError(f"{what} {run_dir} is not a metarl run directory "
                               "(expected config.yaml and checkpoints/ written by `metarl train`)")
-    ckpt_path = latest_checkpoint(run_dir / "checkpoints")
-    state = load_checkpoint(ckpt_path)
+    choice, state = choose_checkpoint(run_dir, checkpoint,
+                                      None if what == "run" else what, report)
+    ckpt_path = choice.path
     try:
         cfg = config_from_dict(state["config"], source=str(ckpt_path))
     except ConfigError as err:
@@ -119,7 +287,7 @@ def load_run(run_dir: Path, device: torch.device, what: str = "run") -> LoadedRu
         raise CheckpointError(f"{ckpt_path} was written by algorithm {state.get('algo')!r}, "
                               f"but its config says {parts.algo.name!r}")
     parts.algo.load_state_dict(state["algo_state"])
-    return LoadedRun(run_dir, ckpt_path, state, cfg, parts)
+    return LoadedRun(run_dir, ckpt_path, state, cfg, parts, choice)
 
 
 def _written_by(run_dir: Path) -> str:
@@ -176,50 +344,172 @@ def find_baseline_run(method: str, run_dir: Path, cfg: Config) -> Path:
     return max(found)[1]
 
 
+class _Progress:
+    """Progress lines ``eval METHOD step k/K: n/n tasks, 12.3s elapsed`` (elapsed since the
+    evaluation started).
+
+    Every adaptation step samples all tasks in one batched sampler call, so a line per
+    (method, step) is as fine-grained as progress gets: it is printed when that call returns.
+    """
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.start = time.perf_counter()
+
+    @contextlib.contextmanager
+    def steps(self, algo: Any, label: str, last_step: int) -> Iterator[None]:
+        """Report each sampling call ``algo.adapt`` makes while the block runs."""
+        sampler = algo.sampler
+        algo.sampler = _ReportingSampler(sampler, self, label, last_step)
+        try:
+            yield
+        finally:
+            algo.sampler = sampler
+
+
+class _ReportingSampler:
+    """Delegates to a sampler; after each ``sample`` call (one adaptation step for every
+    task) prints a progress line. The algorithms' ``adapt`` has no per-step hook, and the
+    sampler is the one thing every step goes through."""
+
+    def __init__(self, sampler: Any, progress: _Progress, label: str, last_step: int) -> None:
+        self._sampler, self._progress = sampler, progress
+        self._label, self._last_step, self._step = label, last_step, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sampler, name)
+
+    def sample(self, *args: Any, **kwargs: Any) -> Any:
+        batch = self._sampler.sample(*args, **kwargs)
+        elapsed = time.perf_counter() - self._progress.start
+        n = batch.num_tasks
+        self._progress.say(f"eval {self._label} step {self._step}/{self._last_step}: "
+                           f"{n}/{n} tasks, {elapsed:.1f}s elapsed")
+        self._step += 1
+        return batch
+
+
 def _curve(algo: Any, tasks: Sequence[Any], grad_steps: int, step_sizes: Sequence[float],
-           episodes: int, action_seed: int) -> list[np.ndarray]:
+           episodes: int, action_seed: int, progress: _Progress, label: str
+           ) -> list[np.ndarray]:
     """Per-task mean returns after 0..``grad_steps`` steps (same action noise for every call)."""
     algo.sampler.reseed(action_seed)
-    batches = algo.adapt(tasks, grad_steps, step_sizes, episodes).check().batches
+    with progress.steps(algo, label, grad_steps):
+        batches = algo.adapt(tasks, grad_steps, step_sizes, episodes).check().batches
     return [b.episode_returns().mean(1).cpu().numpy() for b in batches]
 
 
-def _fine_tuned(method: str, algo: Any, tasks: Sequence[Any], grad_steps: int,
+def tuning_seed(seed: int, stream: int) -> int:
+    """Seed of the baselines' step-size tuning draw for ``stream`` (``STREAM_EVAL_TASKS``
+    or ``STREAM_EVAL_ACTIONS``): child ``(stream, 1)`` of ``--seed``'s ``SeedSequence``.
+
+    The reported draw uses ``(stream,)``, training ``(1,)``/``(2,)``: different spawn
+    keys give independent streams, so the tuning tasks and their action noise and
+    initial states are a fresh draw, disjoint from the reported ones.
+    """
+    state = np.random.SeedSequence(seed, spawn_key=(stream, 1)).generate_state(1, np.uint64)[0]
+    return int(state >> np.uint64(1))  # 63 bits, as derive_seed
+
+
+def _task_values(task: Any) -> list[float]:
+    """A task's parameters as plain floats (for ``eval_info.yaml`` and comparisons)."""
+    try:
+        return [float(v) for v in task_features(task)]
+    except TypeError:  # not a dataclass of numbers: fall back to its text for comparison
+        return [repr(task)]  # type: ignore[list-item]
+
+
+@dataclass
+class TuningDraw:
+    """The separate draw the baselines' step sizes are tuned on."""
+
+    tasks: list[Any]
+    task_seed: int
+    action_seed: int
+    equal_in_value: int  # tuning tasks equal in value to a reported task (discrete task sets)
+
+    def info(self, family: str) -> dict[str, Any]:
+        """The ``baseline_tuning`` entry of ``eval_info.yaml``."""
+        info: dict[str, Any] = {
+            "tasks": len(self.tasks), "task_seed": self.task_seed,
+            "action_seed": self.action_seed,
+            "tasks_equal_in_value_to_reported": self.equal_in_value,
+            "task_values": [_task_values(t) for t in self.tasks]}
+        if self.equal_in_value:
+            info["note"] = (f"{family} has a discrete task set: tuning tasks coincide in value "
+                            "with reported ones, but the draw and the action noise are "
+                            "independent")
+        return info
+
+
+def draw_tuning_tasks(sampler: Any, tasks: Sequence[Any], num_tuning: int, seed: int
+                      ) -> TuningDraw:
+    """``num_tuning`` tasks for the baselines' step-size tuning, drawn with
+    :func:`tuning_seed` (independent of the reported ``tasks``), and how many of them equal
+    a reported task in value (only possible for a discrete task set, e.g. direction +-1)."""
+    task_seed = tuning_seed(seed, STREAM_EVAL_TASKS)
+    tuning = sampler.sample_tasks(num_tuning, np.random.default_rng(task_seed))
+    reported = {tuple(_task_values(t)) for t in tasks}
+    equal = sum(tuple(_task_values(t)) in reported for t in tuning)
+    return TuningDraw(tuning, task_seed, tuning_seed(seed, STREAM_EVAL_ACTIONS), equal)
+
+
+def _fine_tuned(method: str, algo: Any, tasks: Sequence[Any], tuning: TuningDraw,
+                grad_steps: int,
                 step_grid: Sequence[float], episodes: int, action_seed: int,
-                say: Callable[[str], None]) -> tuple[list[AdaptationPoint], float]:
-    """Fine-tune with every step size of the grid; keep the one with the best mean
-    return over steps 1..K (the paper reports each baseline with its best step)."""
-    best: tuple[float, float, list[np.ndarray]] | None = None
+                progress: _Progress) -> tuple[list[AdaptationPoint], float, float]:
+    """Fine-tune with every step size of the grid on the tuning tasks; keep the one with
+    the best mean return over steps 1..K (the paper reports each baseline with its best
+    step), then measure it on the reported tasks with the reported action noise.
+
+    Returns the reported curve, the step size and its tuning score. Tuning on the
+    reported tasks would pick the step that fits their noise best and flatter the baseline.
+    """
+    say = progress.say
+    best: tuple[float, float] | None = None
     for step in step_grid:
-        curve = _curve(algo, tasks, grad_steps, [step], episodes, action_seed)
+        curve = _curve(algo, tuning.tasks, grad_steps, [step], episodes, tuning.action_seed,
+                       progress, f"{method} (tuning, step size {step:g})")
         score = float(np.mean([c.mean() for c in curve[1:]] or [curve[0].mean()]))
-        say(f"  {method}: step size {step:g}: mean return over steps 1..{grad_steps} {score:.2f}")
+        say(f"  {method}: step size {step:g}: mean return over steps 1..{grad_steps} on "
+            f"the {len(tuning.tasks)} tuning tasks {score:.2f}")
         if best is None or score > best[0]:
-            best = (score, step, curve)
+            best = (score, step)
     assert best is not None
-    return [summarize_returns(method, k, r) for k, r in enumerate(best[2])], best[1]
+    say(f"  {method}: step size {best[1]:g} chosen; measuring it on the reported tasks")
+    curve = _curve(algo, tasks, grad_steps, [best[1]], episodes, action_seed, progress,
+                   f"{method} (step size {best[1]:g})")
+    return [summarize_returns(method, k, r) for k, r in enumerate(curve)], best[1], best[0]
 
 
 def evaluate_run(run_dir: Path, num_tasks: int = 40, grad_steps: int = 3, seed: int = 0,
                  out_dir: Path | None = None, device: str = "cpu",
                  baselines: dict[str, Path | None] | None = None,
                  step_grid: Sequence[float] = DEFAULT_STEP_GRID,
-                 progress: Callable[[str], None] | None = None
+                 progress: Callable[[str], None] | None = None,
+                 checkpoint: str | int = "latest", tuning_tasks: int | None = None
                  ) -> tuple[Path, list[AdaptationPoint]]:
-    """Adapt the run's final policy to ``num_tasks`` fresh tasks for 0..``grad_steps`` steps,
-    and optionally the MAML paper's comparison methods on the same tasks and action noise.
+    """Adapt one iterate of the run to ``num_tasks`` fresh tasks for 0..``grad_steps``
+    steps, and optionally the MAML paper's comparison methods on the same tasks and
+    action noise.
+
+    ``checkpoint`` picks the iterate: ``latest`` (newest that loads), ``best`` (highest
+    post-adaptation training return in ``progress.csv``) or an iteration number; see
+    :func:`choose_checkpoint`. Baseline runs are always loaded at their latest.
 
     ``baselines`` maps ``pretrained`` / ``random`` / ``oracle`` to a trained run
     directory (``None``: the newest matching run next to ``run_dir``):
 
     * ``pretrained``: a TRPO policy trained on the mixture of tasks, fine-tuned with
-      the best step size of ``step_grid``;
+      the step size of ``step_grid`` that is best on ``tuning_tasks`` (default
+      ``num_tasks``) separate tasks drawn with :func:`tuning_seed`;
     * ``random``: a freshly initialised policy, fine-tuned the same way;
     * ``oracle``: a TRPO policy that sees the task parameters; it is not adapted, so
       its return is drawn at every step.
 
     Writes ``adaptation.csv``, ``adaptation.png``, ``eval_info.yaml`` and TensorBoard
     scalars ``meta_test/return/adapt_{k}`` to ``out_dir`` (default ``RUN_DIR/eval``).
+    ``progress`` receives console lines, among them one per (method, step).
     """
     if num_tasks < 2:
         raise ConfigError(f"--tasks: need at least 2 tasks for a standard error, got {num_tasks}")
@@ -227,28 +517,46 @@ def evaluate_run(run_dir: Path, num_tasks: int = 40, grad_steps: int = 3, seed: 
         raise ConfigError(f"--grad-steps: must be >= 0, got {grad_steps}")
     if not step_grid or any(not (math.isfinite(s) and s > 0) for s in step_grid):
         raise ConfigError(f"--step-grid: need positive step sizes, got {list(step_grid)}")
+    num_tuning = num_tasks if tuning_tasks is None else tuning_tasks
+    if num_tuning < 1:
+        raise ConfigError(f"--tuning-tasks: need at least 1 task, got {num_tuning}")
+    checkpoint = parse_checkpoint(checkpoint)
     say = progress or (lambda _: None)
+    prog = _Progress(say)
     torch_device = resolve_device(device)
-    run = load_run(run_dir, torch_device)
+    # skipped checkpoints are reported even without a progress callback: they are warnings
+    run = load_run(run_dir, torch_device, checkpoint=checkpoint, report=progress)
+    assert run.choice is not None
+    say(run.choice.describe())
     cfg = run.cfg
     if run.parts.algo.name == "pearl":
         if baselines:
             raise ConfigError("--baselines: the MAML paper's comparison methods are fine-tuned "
                               "with gradient steps; they are not defined for a PEARL run, whose "
                               "curve is over context trajectories")
-        return _evaluate_pearl(run, num_tasks, grad_steps, seed, out_dir, say)
+        return _evaluate_pearl(run, num_tasks, grad_steps, seed, out_dir, prog)
     if run.parts.algo.name != "maml_trpo":
         raise CheckpointError(f"{run_dir} is a {run.parts.algo.name!r} run; `metarl eval` "
                               "evaluates meta-learners (pass TRPO runs with --baselines)")
     episodes = cfg.sampler.eval_episodes_per_task
     action_seed = derive_seed(seed, STREAM_EVAL_ACTIONS)
-    task_rng = np.random.default_rng(derive_seed(seed, STREAM_EVAL_TASKS))
-    tasks = run.parts.sampler.sample_tasks(num_tasks, task_rng)
+    task_seed = derive_seed(seed, STREAM_EVAL_TASKS)
+    tasks = run.parts.sampler.sample_tasks(num_tasks, np.random.default_rng(task_seed))
     say(f"maml: adapting {num_tasks} held-out tasks for {grad_steps} steps")
     curve = _curve(run.parts.algo, tasks, grad_steps, cfg.algo.eval_step_sizes, episodes,
-                   action_seed)
+                   action_seed, prog, "maml")
     points = [summarize_returns("maml", k, r) for k, r in enumerate(curve)]
     info: dict[str, Any] = {}
+    tuning = None
+    if {"pretrained", "random"} & set(baselines or {}):
+        tuning = draw_tuning_tasks(run.parts.sampler, tasks, num_tuning, seed)
+        say(f"baselines: step sizes tuned on {num_tuning} separate tuning tasks (seed "
+            f"{tuning.task_seed}), an independent draw with its own action noise, not the "
+            f"{num_tasks} reported tasks")
+        if tuning.equal_in_value:
+            say(f"  {tuning.equal_in_value} of the {num_tuning} tuning tasks equal a reported "
+                f"task in value ({cfg.env.id} has a discrete task set); the draw and the "
+                "action noise are independent")
     for method, path in (baselines or {}).items():
         if method == "random":
             torch.manual_seed(derive_seed(seed, STREAM_RANDOM_INIT))
@@ -259,7 +567,8 @@ def evaluate_run(run_dir: Path, num_tasks: int = 40, grad_steps: int = 3, seed: 
             found, source = None, "fresh initialisation"
         else:
             found = path or find_baseline_run(method, run.path, cfg)
-            baseline = load_run(found, torch_device, what=f"--baselines {method}")
+            baseline = load_run(found, torch_device, what=f"--baselines {method}",
+                                report=progress)
             if not _is_baseline_of(cfg, baseline.cfg, method):
                 raise CheckpointError(
                     f"--baselines {method}={found}: not a {method} baseline of this run "
@@ -268,14 +577,16 @@ def evaluate_run(run_dir: Path, num_tasks: int = 40, grad_steps: int = 3, seed: 
             algo, source = baseline.parts.algo, str(baseline.checkpoint)
         say(f"{method}: {source}")
         if method == "oracle":
-            returns = _curve(algo, tasks, 0, [1.0], episodes, action_seed)[0]
+            returns = _curve(algo, tasks, 0, [1.0], episodes, action_seed, prog,
+                             "oracle (not adapted)")[0]
             points += [summarize_returns(method, k, returns) for k in range(grad_steps + 1)]
             info[method] = {"checkpoint": source}
         else:
-            method_points, step = _fine_tuned(method, algo, tasks, grad_steps, step_grid,
-                                              episodes, action_seed, say)
+            assert tuning is not None
+            method_points, step, score = _fine_tuned(method, algo, tasks, tuning, grad_steps,
+                                                     step_grid, episodes, action_seed, prog)
             points += method_points
-            info[method] = {"checkpoint": source, "step_size": step}
+            info[method] = {"checkpoint": source, "step_size": step, "tuning_score": score}
         if found is not None:
             baseline.parts.sampler.close()
 
@@ -286,9 +597,36 @@ def evaluate_run(run_dir: Path, num_tasks: int = 40, grad_steps: int = 3, seed: 
         "env_steps": state["env_steps"], "tasks": num_tasks, "grad_steps": grad_steps,
         "seed": seed, "episodes_per_task": episodes,
         "step_sizes": cfg.algo.eval_step_sizes, "baselines": info,
-        "baseline_step_grid": list(step_grid) if baselines else None}, sort_keys=False))
+        "baseline_step_grid": list(step_grid) if baselines else None,
+        "iterate": run.choice.to_info(),
+        "held_out": {"task_seed": task_seed, "action_seed": action_seed,
+                     "task_values": [_task_values(t) for t in tasks]},
+        "baseline_tuning": tuning.info(cfg.env.id) if tuning is not None else None,
+    }, sort_keys=False))
     run.parts.sampler.close()
     return out_dir, points
+
+
+def eval_summary(info_path: Path) -> str:
+    """The lines under ``metarl eval``'s table, from the ``eval_info.yaml`` just written:
+    which iterate was evaluated and, with baselines, what their step sizes were tuned on."""
+    info = yaml.safe_load(Path(info_path).read_text())
+    iterate = info.get("iterate") or {}
+    line = f"evaluated iteration {info['iteration']} ({iterate.get('chosen_by', 'latest')}"
+    if iterate.get("chosen_by") == "best":
+        line += f", training {iterate['train_return_column']} {iterate['train_return']:.4g}"
+    if iterate.get("skipped_checkpoints"):
+        line += f"; skipped unloadable {', '.join(iterate['skipped_checkpoints'])}"
+    lines = [line + ")"]
+    tuning = info.get("baseline_tuning")
+    if tuning:
+        steps = ", ".join(f"{m} {b['step_size']:g}" for m, b in info["baselines"].items()
+                          if "step_size" in b)
+        lines.append(f"baseline step sizes ({steps}) were tuned on {tuning['tasks']} separate "
+                     f"tuning tasks, not on the {info['tasks']} reported ones")
+        if tuning.get("note"):
+            lines.append(f"note: {tuning['note']}")
+    return "\n".join(lines)
 
 
 def _write_outputs(run: LoadedRun, out_dir: Path | None, points: list[AdaptationPoint],
@@ -315,20 +653,21 @@ def _write_outputs(run: LoadedRun, out_dir: Path | None, points: list[Adaptation
 
 
 def _evaluate_pearl(run: LoadedRun, num_tasks: int, trajectories: int, seed: int,
-                    out_dir: Path | None, say: Callable[[str], None]
+                    out_dir: Path | None, progress: _Progress
                     ) -> tuple[Path, list[AdaptationPoint]]:
     """PEARL's meta-test on fresh tasks: from the prior, ``trajectories`` + 1 trajectories one
     after another, the posterior re-inferred from all earlier ones before each (step k =
     number of context trajectories), acting with the actor's mean as the reference does."""
-    cfg, algo = run.cfg, run.parts.algo
+    cfg, algo, say = run.cfg, run.parts.algo, progress.say
     episodes = cfg.sampler.eval_episodes_per_task
     task_rng = np.random.default_rng(derive_seed(seed, STREAM_EVAL_TASKS))
     tasks = run.parts.sampler.sample_tasks(num_tasks, task_rng)
     algo.sampler.reseed(derive_seed(seed, STREAM_EVAL_ACTIONS))
     say(f"pearl: {num_tasks} held-out tasks x {episodes} simulations, {trajectories + 1} "
         "trajectories each (k = 0 from the prior)")
-    adaptation = algo.adapt(tasks, trajectories + 1, episodes, deterministic=True,
-                            seed=derive_seed(seed, STREAM_EVAL_LATENTS))
+    with progress.steps(algo, "pearl", trajectories):  # step k: k context trajectories
+        adaptation = algo.adapt(tasks, trajectories + 1, episodes, deterministic=True,
+                                seed=derive_seed(seed, STREAM_EVAL_LATENTS))
     points = [summarize_returns("pearl", k, r) for k, r in enumerate(adaptation.task_returns())]
     out_dir = _write_outputs(run, out_dir, points, "pearl", num_tasks, trajectories,
                              "number of context trajectories")
@@ -336,6 +675,7 @@ def _evaluate_pearl(run: LoadedRun, num_tasks: int, trajectories: int, seed: int
     (out_dir / "eval_info.yaml").write_text(yaml.safe_dump({
         "checkpoint": str(run.checkpoint), "iteration": state["iteration"],
         "env_steps": state["env_steps"], "tasks": num_tasks, "context_trajectories": trajectories,
-        "seed": seed, "episodes_per_task": episodes, "deterministic": True}, sort_keys=False))
+        "seed": seed, "episodes_per_task": episodes, "deterministic": True,
+        "iterate": run.choice.to_info() if run.choice is not None else None}, sort_keys=False))
     run.parts.sampler.close()
     return out_dir, points

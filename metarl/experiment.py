@@ -68,6 +68,10 @@ def make_sampler(cfg: Config, family: TaskFamilySpec, device: torch.device,
     common = dict(env_kwargs=cfg.env.kwargs, horizon=cfg.env.horizon, device=device, seed=seed,
                   threads=cfg.sampler.threads, task_in_obs=cfg.env.task_in_observation)
     try:
+        # Before any env is built (ray: in the workers), and names that clash with the
+        # sampler's own keywords (horizon, threads) fail here rather than as a TypeError.
+        family.check_kwargs(cfg.env.kwargs, batch=(backend if backend in ("batch", "gym")
+                                                   else local) == "batch")
         if backend != "ray":
             return BatchSampler(family, backend=local if backend == "auto" else backend, **common)
         from .samplers.ray_sampler import RayBackendError, RaySampler
@@ -79,7 +83,9 @@ def make_sampler(cfg: Config, family: TaskFamilySpec, device: torch.device,
         except RayBackendError as err:
             raise ConfigError(str(err)) from None
     except TaskFamilyError as err:  # unknown or out-of-range kwargs, broken model file
-        raise ConfigError(f"env.kwargs: {err}") from None
+        key = getattr(err, "kwarg", None)  # set when one kwarg is unknown or mistyped
+        path = "" if key is None else f".{key}" if str(key).isidentifier() else f".{key!r}"
+        raise ConfigError(f"env.kwargs{path}: {err}") from None
 
 
 def pearl_config(cfg: Config) -> PEARLConfig:

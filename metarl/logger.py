@@ -27,13 +27,20 @@ class RunLogger:
     """Writes each iteration's statistics to TensorBoard, CSV and the console."""
 
     def __init__(self, run_dir: Path, total_iterations: int, tensorboard: bool = True,
-                 console: bool = True, resume_after: int | None = None) -> None:
-        """``resume_after``: continue a run whose checkpoint is at this iteration; the
-        ``progress.csv`` rows after it (their iterations are redone) are dropped."""
+                 console: bool = True, resume_after: int | None = None,
+                 resume_env_steps: int = 0) -> None:
+        """``resume_after``: continue a run whose checkpoint is at this iteration, after
+        ``resume_env_steps`` environment steps; what was logged after it (those
+        iterations are redone) is dropped: ``progress.csv`` rows here, TensorBoard points
+        by the reader (``purge_step``), so every curve keeps one point per iteration."""
         self.run_dir = Path(run_dir)
         self.total_iterations = total_iterations
         self.console = console
-        self.writer = SummaryWriter(log_dir=str(self.run_dir)) if tensorboard else None
+        # TensorBoard's x-axis is env steps: points logged at or after purge_step by
+        # earlier event files are discarded when the run is read
+        purge_step = resume_env_steps + 1 if resume_after is not None else None
+        self.writer = (SummaryWriter(log_dir=str(self.run_dir), purge_step=purge_step)
+                       if tensorboard else None)
         self._csv_path = self.run_dir / "progress.csv"
         self._csv_file = None
         self._csv_writer: csv.DictWriter | None = None

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
-import signal
-import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,8 +14,7 @@ import torch
 from .checkpoint import (
     CheckpointError,
     checkpoint_path,
-    list_checkpoints,
-    load_checkpoint,
+    latest_loadable,
     save_checkpoint,
 )
 from .config import Config, ConfigError
@@ -30,6 +26,8 @@ from .experiment import (
     resolve_device,
     write_config,
 )
+from .errors import EXIT_NONFINITE_UPDATES, TrainingStopped, exit_after_signal
+from .interrupts import REQUESTS
 from .logger import RunLogger
 from .samplers.ray_sampler import RaySampler
 
@@ -52,62 +50,10 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
-class TrainingStopped(RuntimeError):
-    """Training stopped early on purpose (a signal) or for safety (repeated NaN/Inf);
-    a checkpoint of the last good state was written first."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class _StopRequests:
-    """SIGINT/SIGTERM handling: the first signal asks the loop to stop at the end of the
-    current iteration (after writing a checkpoint); a second one stops at once.
-
-    Stopping at once is safe: checkpoints are written to a temporary file and renamed,
-    so an interrupted write leaves the previous checkpoints untouched.
-    """
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum is not None else ""
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping at once")
-        self.signum = signum
-        print(f"metarl: {self.name} received; stopping after this iteration with a checkpoint "
-              "(send it again to stop at once)", flush=True)
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator["_StopRequests"]:
-        if threading.current_thread() is not threading.main_thread():
-            yield self  # signal handlers can only be set from the main thread
-            return
-        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield self
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-
-
 def latest_valid_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
     """The newest checkpoint of ``run_dir`` that loads; corrupted ones are reported and skipped."""
-    found = list_checkpoints(Path(run_dir) / "checkpoints")
-    if not found:
-        raise CheckpointError(f"--resume: no checkpoints (iter_*.pt) in {Path(run_dir) / 'checkpoints'}")
-    for path in reversed(found):
-        try:
-            return path, load_checkpoint(path)
-        except CheckpointError as err:
-            print(f"metarl: skipping unusable checkpoint: {err}", flush=True)
-    raise CheckpointError(f"--resume: none of the {len(found)} checkpoints in "
-                          f"{Path(run_dir) / 'checkpoints'} could be loaded")
+    path, state, _ = latest_loadable(Path(run_dir) / "checkpoints", "--resume")
+    return path, state
 
 
 def _meta_test_due(cfg: Config, iteration: int) -> bool:
@@ -177,7 +123,7 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
     # the logger's console line shows MAML's quantities; PEARL's is printed here instead
     logger = RunLogger(run_dir, cfg.train.iterations, cfg.logging.tensorboard,
                        cfg.logging.console and cfg.algo.name != "pearl",
-                       resume_after=done if resume else None)
+                       resume_after=done if resume else None, resume_env_steps=env_steps)
     if not resume:
         logger.log_hparams(cfg.to_dict())
     if cfg.logging.console:
@@ -193,9 +139,8 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
             "rng": _rng_state(), "wall_s": time.perf_counter() - start})
 
     skipped_in_a_row = 0
-    stop = _StopRequests()
     try:
-        with stop.installed():
+        with REQUESTS.deferred() as stop:
             for iteration in range(done + 1, cfg.train.iterations + 1):
                 t0 = time.perf_counter()
                 restarts_before = getattr(parts.sampler, "worker_restarts", 0)
@@ -232,12 +177,12 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
                         f"{algo.skip_reason}); the parameters never took a non-finite step, and "
                         f"{path} holds them. Lower {_step_size_keys(cfg)}, check the "
                         f"task family's rewards, then continue with: metarl train --resume "
-                        f"{run_dir}", exit_code=3)
+                        f"{run_dir}", exit_status=EXIT_NONFINITE_UPDATES)
                 if stop.signum is not None and not last:
                     raise TrainingStopped(
                         f"stopped by {stop.name} after iteration {iteration} of "
                         f"{cfg.train.iterations}; checkpoint {path}; continue with: "
-                        f"metarl train --resume {run_dir}", exit_code=128 + stop.signum)
+                        f"metarl train --resume {run_dir}", exit_status=exit_after_signal(stop.signum))
     finally:
         logger.close()
         parts.sampler.close()  # stops Ray workers (and a Ray this run started)

@@ -72,3 +72,35 @@ def test_slurm_script_parses_and_explains_usage(tmp_path):
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2 and "usage: sbatch launch/slurm.sbatch" in proc.stderr
+
+
+def _sweep_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sweep", SWEEP)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("sweep", module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_retried_run_resumes_and_a_finished_one_is_skipped(tmp_path):
+    sweep_module = _sweep_module()
+    small = ("algo.meta_batch_size=2", "sampler.episodes_per_task=2", "env.horizon=10",
+             "train.iterations=2", "train.checkpoint_every=1", "logging.tensorboard=false")
+    run = sweep_module.Run(NAV_CONFIG, 1, small, ())
+    run_dir, log = tmp_path / "run", tmp_path / "logs" / "run.log"
+    assert sweep_module.execute(run, run_dir, log)[0] == 0
+    (run_dir / "checkpoints" / "iter_000002.pt").unlink()  # as if the node died in iteration 2
+    assert sweep_module.execute(run, run_dir, log)[0] == 0  # Ray's retry of the task
+    text = log.read_text()
+    assert "--resume" in text and "resuming at iteration 2" in text
+    assert (run_dir / "checkpoints" / "iter_000002.pt").is_file()
+    assert sweep_module.execute(run, run_dir, log)[0] == 0
+    assert log.read_text().endswith(f"sweep: {run_dir} is already complete\n")
+    # died before its first checkpoint: the directory is set aside, the run starts afresh
+    for path in (run_dir / "checkpoints").iterdir():
+        path.unlink()
+    assert sweep_module.execute(run, run_dir, log)[0] == 0
+    assert (tmp_path / "run.incomplete-1" / "config.yaml").is_file()
+    assert (run_dir / "checkpoints" / "iter_000002.pt").is_file()

@@ -84,3 +84,26 @@ def test_resume_widens_progress_csv_for_new_columns(tmp_path):
         rows = list(csv.DictReader(handle))
     assert [(r["iteration"], r["meta_train/return/adapt_0"], r["diagnostics/policy_std"])
             for r in rows] == [("1", "-2.0", ""), ("2", "-1.0", "0.9"), ("3", "-0.5", "0.8")]
+
+
+def test_tensorboard_keeps_one_point_per_iteration_across_resumes(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    every = ["--set", "train.checkpoint_every=2"]
+    assert main(["train", CONFIG, *SMALL, *every, "--set", "train.iterations=3",
+                 "--run-dir", str(run)]) == 0
+    # each resume redoes iterations whose TensorBoard points were already written
+    (run / "checkpoints" / "iter_000003.pt").unlink()
+    assert main(["train", "--resume", str(run), "--set", "train.iterations=5"]) == 0
+    (run / "checkpoints" / "iter_000005.pt").unlink()
+    assert main(["train", "--resume", str(run), "--set", "train.iterations=6"]) == 0
+    assert len(list(run.glob("events.out.tfevents.*"))) == 3
+    steps = [int(row["env_steps"]) for row in _rows(run)]
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert "meta_train/return/adapt_1" in tags
+    for tag in tags:
+        assert [e.step for e in events.Scalars(tag)] == steps, tag
+    assert [e.value for e in events.Scalars("time/iteration")] == [1, 2, 3, 4, 5, 6]

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..config import AlgoConfig
+from ..errors import NumericalError
 from ..optim import (
     LineSearchResult,
     backtracking_line_search,
@@ -71,7 +72,7 @@ class Adaptation:
         return self
 
 
-class AdaptationError(FloatingPointError):
+class AdaptationError(NumericalError, FloatingPointError):
     """Adaptation produced NaN or Inf (the policy's parameters or step sizes are unusable)."""
 
 

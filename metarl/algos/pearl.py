@@ -33,10 +33,57 @@ import numpy as np
 import torch
 
 from ..config import pearl_schedule_problem
+from ..errors import NumericalError
 from ..replay_buffer import MultiTaskReplayBuffer, Transitions
 from ..samplers import BatchSampler, EpisodeBatch
 from .pearl_losses import actor_value_loss, critic_loss
 from .pearl_networks import PEARLNetworks
+
+
+# Consecutive collection rounds a task may add no valid step before collection gives up: one
+# round of simulations that all diverge at their first step can be bad luck with initial-state
+# noise, three in a row is the family's dynamics (and the loop would otherwise never end).
+MAX_ROUNDS_WITHOUT_STEPS = 3
+
+
+class CollectionError(NumericalError, RuntimeError):
+    """A training task's simulations keep producing no valid step (every one diverges at its
+    first step), so collection cannot reach the steps the schedule asks for."""
+
+
+class NonFiniteStateError(NumericalError, FloatingPointError):
+    """The learner state (networks, target network or optimiser state) holds NaN/Inf and no
+    finite snapshot exists to roll back to."""
+
+
+def _to_cpu(obj: Any) -> Any:
+    """A deep copy of a (nested) state dict with every tensor copied to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+def _non_finite(named: Sequence[tuple[str, torch.Tensor]]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or Inf (one sync per device)."""
+    groups: dict[torch.device, list[int]] = {}
+    for i, (_, t) in enumerate(named):
+        if t.is_floating_point() or t.is_complex():
+            groups.setdefault(t.device, []).append(i)
+    bad: set[int] = set()
+    for indices in groups.values():
+        flags = torch.stack([torch.isfinite(named[i][1]).all() for i in indices]).tolist()
+        bad.update(i for i, ok in zip(indices, flags) if not ok)
+    return [named[i][0] for i in sorted(bad)]
+
+
+def _some(names: Sequence[str], shown: int = 3) -> str:
+    """``a, b, c and 4 more``: a bounded list for one-line messages."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _doc(default: Any, doc: str) -> Any:
@@ -181,6 +228,9 @@ class PEARL:
         self.initial_collected = False
         self.train_steps = 0
         self.skip_reason: str | None = None  # why the last iteration's update was rolled back
+        # CPU copy of the learner after the last iteration that ended finite: what a rollback
+        # restores. Only finite states are kept, and only one, off the accelerator.
+        self._snapshot: dict[str, Any] | None = None
 
     # -- data collection ----------------------------------------------------------------------
 
@@ -218,11 +268,18 @@ class PEARL:
         return mean + var.sqrt() * noise
 
     def _collect(self, task_ids: Sequence[int], num_steps: int, posterior: bool,
-                 add_to_encoder: bool) -> tuple[list[float], list[float], int, int]:
+                 add_to_encoder: bool, setting: str = "collection"
+                 ) -> tuple[list[float], list[float], int, int]:
         """Collect at least ``num_steps`` steps for every task (whole episodes); returns
-        the returns of prior-z and posterior-z episodes, steps and diverged episodes."""
+        the returns of prior-z and posterior-z episodes, steps and diverged episodes.
+
+        Raises :class:`CollectionError` when a task adds no valid step in
+        ``MAX_ROUNDS_WITHOUT_STEPS`` rounds in a row (``setting`` names the schedule key in
+        the message); a task whose episodes are merely short keeps collecting.
+        """
         horizon = self.sampler.horizon
         remaining = dict.fromkeys(task_ids, num_steps)
+        stalled = dict.fromkeys(task_ids, 0)  # consecutive rounds without a valid step
         prior_returns: list[float] = []
         posterior_returns: list[float] = []
         steps = diverged = 0
@@ -245,11 +302,14 @@ class PEARL:
                 if add_to_encoder:
                     self.encoder_buffer.add(task, task_data)
             lengths = batch.lengths.long().cpu()
-            if int(lengths.sum()) == 0:
-                raise RuntimeError("PEARL: a collection round produced no valid steps (every "
-                                   "simulation diverged at its first step)")
             for i, task in enumerate(active):
-                remaining[task] -= int(lengths[i].sum())
+                added = int(lengths[i].sum())
+                remaining[task] -= added
+                stalled[task] = 0 if added else stalled[task] + 1
+            stuck = [t for t in active if stalled[t] >= MAX_ROUNDS_WITHOUT_STEPS]
+            if stuck:
+                raise CollectionError(self._stuck_message(stuck, remaining[stuck[0]], num_steps,
+                                                          setting, episodes))
             returns = batch.episode_returns().cpu()
             prior_returns += returns[from_prior].tolist()
             posterior_returns += returns[~from_prior].tolist()
@@ -257,6 +317,20 @@ class PEARL:
             diverged += batch.num_diverged
             first_round = False
         return prior_returns, posterior_returns, steps, diverged
+
+    def _stuck_message(self, stuck: Sequence[int], remaining: int, num_steps: int,
+                       setting: str, episodes: int) -> str:
+        """One line naming the first stuck task, what is missing, why, and what to do."""
+        task = stuck[0]
+        others = f" (so did {len(stuck) - 1} more training task(s))" if len(stuck) > 1 else ""
+        family = getattr(getattr(self.sampler, "family", None), "id", "?")
+        return (f"PEARL: training task {task} {self.train_tasks[task]!r} of family '{family}' "
+                f"still needs {remaining} of the {num_steps} steps of {setting}, but in its last "
+                f"{MAX_ROUNDS_WITHOUT_STEPS} collection rounds every simulation "
+                f"({episodes} per round) diverged at its first step (info['diverged'] or a "
+                f"non-finite observation or reward), so no valid step was added{others}; check "
+                f"the family's dynamics and env.kwargs for these task parameters (e.g. lower "
+                f"the action range or time step)")
 
     # -- training -----------------------------------------------------------------------------
 
@@ -289,61 +363,109 @@ class PEARL:
                             critic.q_pred.mean(), actor.log_pi.mean()]).detach()
 
     def _learner_state(self) -> dict[str, Any]:
-        return copy.deepcopy({"nets": self.nets.state_dict(),
-                              "critic": self.critic_optimizer.state_dict(),
-                              "actor": self.actor_optimizer.state_dict()})
+        """CPU copy of what a rollback restores: every network (the target V included) and
+        both optimisers' states. On the CPU so that a snapshot costs no accelerator memory."""
+        return _to_cpu({"nets": self.nets.state_dict(),
+                        "critic": self.critic_optimizer.state_dict(),
+                        "actor": self.actor_optimizer.state_dict()})
 
     def _load_learner_state(self, state: dict[str, Any]) -> None:
         self.nets.load_state_dict(state["nets"])
         self.critic_optimizer.load_state_dict(state["critic"])
         self.actor_optimizer.load_state_dict(state["actor"])
 
+    def _learner_tensors(self) -> list[tuple[str, torch.Tensor]]:
+        """Every tensor :meth:`_learner_state` saves, named for messages (optimiser state by
+        the parameter it belongs to, e.g. ``critic_optimizer[qf1.net.0.weight].exp_avg``)."""
+        names = {id(p): n for n, p in self.nets.named_parameters()}
+        named = [(f"networks.{k}", v) for k, v in self.nets.state_dict().items()]
+        for label, optimizer in (("critic_optimizer", self.critic_optimizer),
+                                 ("actor_optimizer", self.actor_optimizer)):
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    named += [(f"{label}[{names.get(id(p), '?')}].{k}", v)
+                              for k, v in optimizer.state.get(p, {}).items()
+                              if isinstance(v, torch.Tensor)]
+        return named
+
+    def _restore_if_non_finite(self) -> str | None:
+        """Before an iteration: keep a first snapshot if none exists; if the learner already
+        holds NaN/Inf (it was set from outside), restore the last finite snapshot and say so.
+        Raises :class:`NonFiniteStateError` when there is nothing finite to restore."""
+        bad = _non_finite(self._learner_tensors())
+        if not bad:
+            if self._snapshot is None:
+                self._snapshot = self._learner_state()
+            return None
+        if self._snapshot is None:
+            raise NonFiniteStateError(
+                f"PEARL: the learner state holds NaN/Inf before this iteration ({_some(bad)}) "
+                f"and no finite snapshot exists to roll back to (none is kept across a restart "
+                f"or load_state_dict); resume from an earlier checkpoint whose state is finite, "
+                f"or start the run afresh")
+        self._load_learner_state(self._snapshot)
+        return (f"non-finite state before the iteration ({_some(bad)}); rolled back to the "
+                f"last finite state and skipped this iteration's gradient steps")
+
     def train_iteration(self) -> dict[str, float]:
         """Collect data, then take ``num_train_steps_per_itr`` gradient steps; returns
         scalar statistics keyed by TensorBoard tag (the same keys every iteration).
 
-        If any loss or parameter became NaN/Inf, the iteration's updates are rolled back
-        (the collected data stays) and ``skip_reason`` says so.
+        If any loss, parameter, target-network or optimiser tensor became NaN/Inf, the
+        iteration's updates are rolled back (the collected data stays) to the state after the
+        last iteration that ended finite, and ``skip_reason`` says so. A state that is already
+        non-finite when the iteration starts is rolled back the same way before collecting,
+        and that iteration takes no gradient step; with no finite state to return to,
+        :class:`NonFiniteStateError` is raised. :class:`CollectionError` is raised when a
+        task's simulations produce no valid step.
         """
         cfg = self.cfg
         t0 = time.perf_counter()
+        self.skip_reason = self._restore_if_non_finite()
         steps = diverged = 0
         if not self.initial_collected and cfg.num_initial_steps > 0:
             _, _, steps, diverged = self._collect(range(cfg.num_train_tasks),
-                                                  cfg.num_initial_steps, False, True)
+                                                  cfg.num_initial_steps, False, True,
+                                                  "pearl.num_initial_steps")
         self.initial_collected = True
         tasks = sorted(self.task_rng.choice(cfg.num_train_tasks, cfg.num_tasks_sample,
                                             replace=False).tolist())
         for task in tasks:
             self.encoder_buffer.clear(task)
         prior_returns, posterior_returns = [], []
-        for num_steps, posterior, to_encoder in (
-                (cfg.num_steps_prior, False, True), (cfg.num_steps_posterior, True, True),
-                (cfg.num_extra_rl_steps_posterior, True, False)):
+        for num_steps, posterior, to_encoder, setting in (
+                (cfg.num_steps_prior, False, True, "pearl.num_steps_prior"),
+                (cfg.num_steps_posterior, True, True, "pearl.num_steps_posterior"),
+                (cfg.num_extra_rl_steps_posterior, True, False,
+                 "pearl.num_extra_rl_steps_posterior")):
             if num_steps > 0:
-                prior, post, n, d = self._collect(tasks, num_steps, posterior, to_encoder)
+                prior, post, n, d = self._collect(tasks, num_steps, posterior, to_encoder,
+                                                  setting)
                 prior_returns += prior
                 posterior_returns += post
                 steps, diverged = steps + n, diverged + d
         t1 = time.perf_counter()
 
-        before = self._learner_state()
+        # after a restore at the start, the iteration counts as skipped: no gradient steps
+        num_updates = 0 if self.skip_reason else cfg.num_train_steps_per_itr
         totals = torch.zeros(8, device=self.device)
-        for _ in range(cfg.num_train_steps_per_itr):
+        for _ in range(num_updates):
             ids = self.task_rng.integers(0, cfg.num_train_tasks, cfg.meta_batch).tolist()
             totals += self.gradient_step(ids)
-        means = (totals / cfg.num_train_steps_per_itr).tolist() \
-            if cfg.num_train_steps_per_itr else [float("nan")] * len(totals)
-        params_finite = all(bool(torch.isfinite(p).all()) for p in self.nets.parameters())
-        self.skip_reason = None
-        if not (params_finite and all(math.isfinite(v) for v in means
-                                      if cfg.num_train_steps_per_itr)):
+        means = (totals / num_updates).tolist() if num_updates else [float("nan")] * len(totals)
+        if num_updates:
             names = ("qf", "vf", "policy", "kl_z")
-            bad = [n for n, v in zip(names, means) if not math.isfinite(v)]
-            self.skip_reason = ("non-finite " + (f"losses ({', '.join(bad)})" if bad else
-                                                 "network parameters")
-                                + "; this iteration's gradient steps were rolled back")
-            self._load_learner_state(before)
+            bad_losses = [n for n, v in zip(names, means) if not math.isfinite(v)]
+            bad_tensors = _non_finite(self._learner_tensors())
+            if bad_losses or bad_tensors:
+                what = (f"losses ({', '.join(bad_losses)})" if bad_losses else
+                        f"state ({_some(bad_tensors)})")
+                self.skip_reason = f"non-finite {what}; this iteration's gradient steps were " \
+                                   f"rolled back"
+                assert self._snapshot is not None  # kept before the iteration's updates
+                self._load_learner_state(self._snapshot)  # finite: only finite ones are kept
+            else:
+                self._snapshot = self._learner_state()
         update_s = time.perf_counter() - t1
 
         def mean(values: list[float]) -> float:
@@ -454,3 +576,4 @@ class PEARL:
         self.sampler.load_state_dict(state["sampler"])
         self.initial_collected = bool(state["initial_collected"])
         self.train_steps = int(state["train_steps"])
+        self._snapshot = None  # belonged to the replaced state; the next iteration checks anew

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ..envs import TaskFamilySpec
+from ..interrupts import keep_handler
 from .batch_sampler import BatchSampler
 from .episode_batch import EpisodeBatch
 from .partition import PartitionedSampler, SliceJob, slice_params
@@ -75,7 +76,8 @@ def connect(address: str | None, num_cpus: int) -> bool:
         if address != "auto":
             _check_reachable(address)
         try:
-            ray.init(address=address, configure_logging=False)
+            with keep_handler():
+                ray.init(address=address, configure_logging=False)
         except (ConnectionError, RuntimeError) as err:
             raise RayBackendError(f"cannot connect to the Ray cluster at {address}: {err}") from None
         return True
@@ -90,8 +92,9 @@ def connect(address: str | None, num_cpus: int) -> bool:
 
     ray_constants.ENABLE_RAY_CLUSTER = False
     # address="local": a new Ray even when `ray start` left one running on this machine.
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-             configure_logging=False)
+    with keep_handler():  # ray.init replaces the SIGTERM handler with sys.exit
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                 configure_logging=False)
     return True
 
 
