@@ -11,7 +11,7 @@ from . import __version__
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .evaluation import DEFAULT_STEP_GRID
+    from .config import DEFAULT_STEP_GRID
 
     parser = argparse.ArgumentParser(prog="metarl", description=__doc__)
     parser.add_argument("--version", action="version", version=f"metarl {__version__}")
@@ -100,7 +100,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from .config import ConfigError, load_config
-    from .training import train
 
     overrides = list(args.overrides)
     if args.seed is not None:
@@ -116,11 +115,15 @@ def _train(args: argparse.Namespace) -> int:
             raise ConfigError(f"--resume: {args.resume} is not a run directory "
                               "(no config.yaml)")
         cfg = load_config(config_path, overrides)
+        from .training import train  # torch: only once the config is known to be good
+
         train(cfg, args.resume, resume=True)
         return 0
     if args.config is None:
         raise ConfigError("train needs CONFIG.yaml (or --resume RUN_DIR)")
     cfg = load_config(args.config, overrides)
+    from .training import train  # torch: only once the config is known to be good
+
     train(cfg, args.run_dir)
     return 0
 
@@ -266,8 +269,10 @@ def run() -> None:
     """
     from .errors import EXIT_INTERRUPTED
     from .interrupts import REQUESTS
+    from .runtime import prefer_sleeping_openmp_threads
 
     REQUESTS.install()
+    prefer_sleeping_openmp_threads()  # before anything imports torch
     try:
         code = main()
         REQUESTS.finish()

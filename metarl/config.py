@@ -25,6 +25,10 @@ from .errors import BadInputError
 from .yaml_io import YAMLLimitError, load_yaml
 
 
+# `metarl eval --step-grid` default: the step sizes tried when fine-tuning baselines
+DEFAULT_STEP_GRID = (0.0125, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8)
+
+
 class ConfigError(BadInputError, ValueError):
     """A configuration problem, with a message that names the key path."""
 
@@ -66,8 +70,9 @@ class SamplerConfig:
                           "gymnasium env), auto (batch when the family has one, else gym), "
                           "ray (slices of the tasks on Ray actors; needs the ray extra).",
                           choices=("auto", "batch", "gym", "ray"))
-    threads: int = _field(0, "Threads stepping MuJoCo batched envs (0 = all CPU cores; with "
-                          "backend ray, 0 = worker_cpus per worker).", ge=0, le=4096)
+    threads: int = _field(0, "Threads stepping MuJoCo batched envs (0 = the CPUs this process "
+                          "may use; with backend ray, 0 = worker_cpus per worker).", ge=0,
+                          le=4096)
     num_workers: int = _field(2, "Ray actors the tasks of each sampling call are split across "
                               "(backend ray).", ge=1, le=4096)
     worker_cpus: int = _field(1, "CPUs each Ray actor reserves (backend ray).", ge=1, le=4096)
@@ -174,6 +179,10 @@ class TrainConfig:
     max_skipped_updates: int = _field(5, "Stop the run (with a checkpoint) after this many "
                                       "meta-updates in a row were skipped for NaN/Inf.", ge=1,
                                       le=10**6)
+    threads: int | str = _field("auto", "CPU threads of the update (torch/OpenMP): auto (1 for "
+                                "PEARL, whose small matrix products do not split well; else "
+                                "the CPUs this process may use) or a number; MuJoCo's come "
+                                "from sampler.threads.", ge=1, le=4096, choices=("auto",))
 
 
 @dataclass
@@ -230,8 +239,14 @@ def _coerce(path: str, value: Any, tp: Any, meta: dict[str, Any]) -> Any:
             try:
                 return _coerce(path, value, arg, meta)
             except ConfigError as err:
-                errors.append(err)
-        raise errors[0]
+                errors.append((arg, err))
+        # a string is most likely a misspelt choice (train.threads: autoo); else the first
+        if isinstance(value, str):
+            for arg, err in errors:
+                if arg is str:
+                    numbers = " (or an integer)" if int in args else ""
+                    raise ConfigError(f"{err}{numbers}") from None
+        raise errors[0][1]
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
@@ -268,10 +283,14 @@ def _coerce(path: str, value: Any, tp: Any, meta: dict[str, Any]) -> Any:
 
 def _check_range(path: str, value: Any, meta: dict[str, Any]) -> None:
     choices = meta.get("choices")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and choices == ("auto",):
+        choices = None  # `auto` or a number (train.threads): the number is range-checked
     if choices is not None and value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
         raise ConfigError(f"{path}: {value!r} is not allowed; choose one of {allowed}"
                           + (_suggest(value, choices) if isinstance(value, str) else ""))
+    if isinstance(value, str):
+        return  # bounds are for numbers (train.threads: `auto` or a number)
     bounds = [("ge", ">=", lambda v, b: v >= b), ("gt", ">", lambda v, b: v > b),
               ("le", "<=", lambda v, b: v <= b), ("lt", "<", lambda v, b: v < b)]
     for key, symbol, ok in bounds:

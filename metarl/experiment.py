@@ -24,6 +24,7 @@ from .algos import ALGORITHMS, MAMLTRPO, PEARL, PEARLConfig
 from .config import Config, ConfigError
 from .envs import TaskFamilyError, TaskFamilySpec, UnknownTaskFamilyError, get_task_family
 from .policies import GaussianMLPPolicy, TanhGaussianPolicy
+from .runtime import apply_threads, usable_cpus
 from .samplers import BatchSampler
 
 # Independent random streams derived from one seed (numpy SeedSequence spawn keys).
@@ -73,6 +74,8 @@ def make_sampler(cfg: Config, family: TaskFamilySpec, device: torch.device,
         family.check_kwargs(cfg.env.kwargs, batch=(backend if backend in ("batch", "gym")
                                                    else local) == "batch")
         if backend != "ray":
+            # MuJoCo's own default (0) is every core of the host, not this process's share
+            common["threads"] = cfg.sampler.threads or usable_cpus()
             return BatchSampler(family, backend=local if backend == "auto" else backend, **common)
         from .samplers.ray_sampler import RayBackendError, RaySampler
 
@@ -97,7 +100,9 @@ def pearl_config(cfg: Config) -> PEARLConfig:
 
 
 def build(cfg: Config, device: torch.device) -> Components:
-    """Seed the global RNGs and construct family, sampler, policy and algorithm."""
+    """Set the torch threads (``train.threads``), seed the global RNGs and construct
+    family, sampler, policy and algorithm."""
+    apply_threads(cfg.train.threads, cfg.algo.name)
     seed = cfg.train.seed
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
+import os
 import sys
+from pathlib import Path
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -37,3 +40,50 @@ def keep_freed_memory_in_heap(threshold_bytes: int = 1 << 30) -> bool:
     _applied = bool(mallopt(_M_MMAP_THRESHOLD, threshold_bytes)) and bool(
         mallopt(_M_TRIM_THRESHOLD, 2 * threshold_bytes - 1))
     return _applied
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask, capped by a cgroup CPU quota
+    (containers and Slurm jobs often see every core of the host but own a few)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota
+    return max(1, cpus)
+
+
+def resolve_threads(setting: int | str, algo_name: str) -> int:
+    """Torch threads for ``train.threads``: a number as given; ``auto`` = one for PEARL
+    (its update is thousands of small matrix products per iteration: splitting them
+    across threads costs more than it saves, and spinning OpenMP threads lose whole
+    time slices to any other busy process), else :func:`usable_cpus`."""
+    if setting != "auto":
+        return int(setting)
+    return 1 if algo_name == "pearl" else usable_cpus()
+
+
+def apply_threads(setting: int | str, algo_name: str) -> int:
+    """Set torch's intra-op (OpenMP) thread count from ``train.threads``; returns it."""
+    import torch
+
+    threads = resolve_threads(setting, algo_name)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+def prefer_sleeping_openmp_threads() -> None:
+    """Make idle OpenMP threads sleep instead of spinning (unless the user chose).
+
+    libgomp's idle threads busy-wait for the next parallel region by default; on a
+    machine with another busy process they take CPU time from it and from metarl's
+    own threads, which made a PEARL iteration 13x slower next to one other process.
+    Read once, when the OpenMP runtime starts: call before importing torch.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

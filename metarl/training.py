@@ -129,7 +129,8 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
     if cfg.logging.console:
         what = f"resuming at iteration {done + 1}" if resume else "training"
         print(f"metarl: {what} {cfg.algo.name} on {parts.family.id} for "
-              f"{cfg.train.iterations} iterations on {device}; run directory {run_dir}", flush=True)
+              f"{cfg.train.iterations} iterations on {device} ({torch.get_num_threads()} torch "
+              f"threads); run directory {run_dir}", flush=True)
     start = time.perf_counter() - wall_before
 
     def checkpoint(iteration: int) -> Path:

@@ -1,5 +1,6 @@
 """Config loading, overrides and error messages."""
 
+import os
 import re
 from pathlib import Path
 
@@ -82,3 +83,50 @@ def test_shipped_configs_load_and_comment_every_key(path):
         if re.match(r"^\s+[a-z_]+:", line):  # keys inside sections
             assert "#" in line, f"{path.name}:{lineno} has no comment: {line!r}"
     assert set(data) == set(Config().to_dict()), "shipped configs spell out every section"
+
+
+def test_train_threads_is_auto_or_a_positive_number(tmp_path):
+    assert load_config(None).train.threads == "auto"
+    assert load_config(None, ["train.threads=auto"]).train.threads == "auto"
+    assert load_config(None, ["train.threads=3"]).train.threads == 3
+    with pytest.raises(ConfigError, match=r"train\.threads: 'autoo' is not allowed.*did you "
+                                          r"mean 'auto'\?.*or an integer"):
+        load_config(None, ["train.threads=autoo"])
+    for bad, why in (("0", "must be >= 1"), ("1.5", "expected an integer"),
+                     ("true", "expected an integer")):
+        with pytest.raises(ConfigError, match=rf"train\.threads: .*{why}"):
+            load_config(None, [f"train.threads={bad}"])
+
+
+def test_auto_threads_follow_the_algorithm_and_the_cpus_this_process_may_use(monkeypatch):
+    import torch
+
+    from metarl import runtime
+
+    assert 1 <= runtime.usable_cpus() <= (os.cpu_count() or 1)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    assert runtime.resolve_threads("auto", "maml_trpo") == min(3, runtime.usable_cpus())
+    assert runtime.resolve_threads("auto", "pearl") == 1
+    assert runtime.resolve_threads(2, "pearl") == 2
+    before = torch.get_num_threads()
+    try:
+        assert runtime.apply_threads("auto", "pearl") == 1 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_command_line_asks_openmp_threads_to_sleep_when_idle(tmp_path):
+    import subprocess
+    import sys
+
+    script = ("import os, metarl.cli, sys; sys.argv = ['metarl', 'envs']\n"
+              "try:\n    metarl.cli.run()\nexcept SystemExit:\n"
+              "    print('policy', os.environ.get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, timeout=60).stdout
+    assert "policy PASSIVE" in out
+    env["OMP_WAIT_POLICY"] = "ACTIVE"  # the user's choice wins
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, timeout=60).stdout
+    assert "policy ACTIVE" in out

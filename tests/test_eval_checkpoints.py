@@ -12,7 +12,8 @@ import yaml
 from metarl.checkpoint import CheckpointError
 from metarl.cli import main
 from metarl.envs import get_task_family
-from metarl.evaluation import draw_tuning_tasks, training_returns, tuning_seed
+from metarl.evaluation import draw_tuning_tasks, tuning_seed
+from metarl.runs import training_returns
 from metarl.experiment import STREAM_EVAL_ACTIONS, STREAM_EVAL_TASKS, derive_seed
 from metarl.samplers import BatchSampler
 

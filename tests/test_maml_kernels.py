@@ -162,6 +162,9 @@ def test_batched_meta_update_equals_per_task_loop(fisher):
     stats = algo.meta_update(train, valid, adapted)
     assert ref_result.accepted and stats["diagnostics/step_accepted"] == 1.0
     assert stats["diagnostics/line_search_steps"] == ref_result.steps
-    torch.testing.assert_close(flat(list(policy.parameters())),
-                               flat(list(reference_policy.parameters())), rtol=1e-5, atol=1e-8)
-    assert not torch.allclose(flat(list(policy.parameters())), start)
+    # CG amplifies the last bits of the products (summed in a different order), so the
+    # steps agree to 1e-5 of their length rather than elementwise to a fixed atol
+    step = flat(list(policy.parameters())) - start
+    ref_step = flat(list(reference_policy.parameters())) - start
+    assert ref_step.norm() > 0
+    assert (step - ref_step).norm() <= 1e-5 * ref_step.norm()
