@@ -72,7 +72,7 @@ def test_second_signal_stops_at_once_without_damage(tmp_path, second):
     """Wherever the second signal lands (the iteration, the checkpoint write, Ray or
     logger cleanup, interpreter exit), the status is 4: the handler stays installed."""
     run = tmp_path / "run"
-    proc = _start_training(run, tmp_path, size=["--device", "cpu", "--set", "env.horizon=50"])
+    proc = _start_training(run, tmp_path)
     _wait_for_iteration(proc, 1)
     proc.send_signal(signal.SIGINT)
     _wait_for_line(proc, "SIGINT received")  # the first signal was handled: now the second
