@@ -21,11 +21,8 @@ from metarl.algos.pearl import (
 from metarl.envs.navigation import Navigation2DBatchEnv, Navigation2DEnv
 from metarl.envs.registry import TaskFamilySpec
 from metarl.samplers import BatchSampler
+from test_pearl import TINY
 
-TINY = dict(latent_size=3, encoder_hidden_sizes=[16, 16], hidden_sizes=[16, 16], batch_size=16,
-            embedding_batch_size=8, meta_batch=3, num_train_tasks=4, num_test_tasks=2,
-            num_tasks_sample=2, num_initial_steps=40, num_steps_prior=20, num_steps_posterior=20,
-            num_extra_rl_steps_posterior=40, num_train_steps_per_itr=5, meta_test_trajectories=3)
 HORIZON = 20
 
 
