@@ -83,14 +83,6 @@ def list_checkpoints(checkpoint_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def latest_checkpoint(checkpoint_dir: Path) -> Path:
-    """The checkpoint with the highest iteration; raises if there is none."""
-    found = list_checkpoints(checkpoint_dir)
-    if not found:
-        raise CheckpointError(f"no checkpoints (iter_*.pt) in {checkpoint_dir}")
-    return found[-1]
-
-
 def checkpoint_iteration(path: Path) -> int:
     """The iteration in a checkpoint's file name (``iter_000012.pt`` -> 12)."""
     match = _NAME.match(Path(path).name)

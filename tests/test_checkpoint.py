@@ -6,7 +6,7 @@ import torch
 from metarl.checkpoint import (
     CheckpointError,
     checkpoint_path,
-    latest_checkpoint,
+    latest_loadable,
     load_checkpoint,
     save_checkpoint,
 )
@@ -15,7 +15,8 @@ from metarl.checkpoint import (
 def test_roundtrip_and_latest(tmp_path):
     for it in (2, 10, 4):
         save_checkpoint(checkpoint_path(tmp_path, it), {"iteration": it, "w": torch.ones(3) * it})
-    latest = latest_checkpoint(tmp_path)
+    latest, _, skipped = latest_loadable(tmp_path, "test")
+    assert skipped == []
     assert latest.name == "iter_000010.pt"
     state = load_checkpoint(latest)
     assert state["iteration"] == 10 and torch.equal(state["w"], torch.full((3,), 10.0))
@@ -52,7 +53,7 @@ def test_foreign_or_unsafe_files_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="refusing to unpickle"):
         load_checkpoint(tmp_path / "unsafe.pt")
     with pytest.raises(CheckpointError, match="no checkpoints"):
-        latest_checkpoint(tmp_path / "empty")
+        latest_loadable(tmp_path / "empty", "test")
 
 
 class _Custom:
