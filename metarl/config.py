@@ -282,15 +282,15 @@ def _coerce(path: str, value: Any, tp: Any, meta: dict[str, Any]) -> Any:
 
 
 def _check_range(path: str, value: Any, meta: dict[str, Any]) -> None:
-    choices = meta.get("choices")
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and choices == ("auto",):
-        choices = None  # `auto` or a number (train.threads): the number is range-checked
-    if choices is not None and value not in choices:
-        allowed = ", ".join(repr(c) for c in choices)
-        raise ConfigError(f"{path}: {value!r} is not allowed; choose one of {allowed}"
-                          + (_suggest(value, choices) if isinstance(value, str) else ""))
+    # Choices name strings and bounds limit numbers, so a key that is either (train.threads:
+    # `auto` or a number) gets each check on the matching kind of value.
     if isinstance(value, str):
-        return  # bounds are for numbers (train.threads: `auto` or a number)
+        choices = meta.get("choices")
+        if choices is not None and value not in choices:
+            allowed = ", ".join(repr(c) for c in choices)
+            raise ConfigError(f"{path}: {value!r} is not allowed; choose one of {allowed}"
+                              + _suggest(value, choices))
+        return
     bounds = [("ge", ">=", lambda v, b: v >= b), ("gt", ">", lambda v, b: v > b),
               ("le", "<=", lambda v, b: v <= b), ("lt", "<", lambda v, b: v < b)]
     for key, symbol, ok in bounds:
