@@ -201,8 +201,7 @@ def tuning_seed(seed: int, stream: int) -> int:
     keys give independent streams, so the tuning tasks and their action noise and
     initial states are a fresh draw, disjoint from the reported ones.
     """
-    state = np.random.SeedSequence(seed, spawn_key=(stream, 1)).generate_state(1, np.uint64)[0]
-    return int(state >> np.uint64(1))  # 63 bits, as derive_seed
+    return derive_seed(seed, stream, 1)
 
 
 def _task_values(task: Any) -> list[float]:

@@ -33,9 +33,11 @@ STREAM_RANDOM_INIT = 5  # the randomly initialised policy of `metarl eval --base
 STREAM_EVAL_LATENTS = 6  # PEARL's z draws in `metarl eval`
 
 
-def derive_seed(seed: int, stream: int) -> int:
-    """A 63-bit seed for ``stream`` that does not collide with other streams of ``seed``."""
-    return int(np.random.SeedSequence(seed, spawn_key=(stream,)).generate_state(1, np.uint64)[0]
+def derive_seed(seed: int, stream: int, *substream: int) -> int:
+    """A 63-bit seed for ``stream`` (and ``substream``, a child of it) that does not collide
+    with other streams of ``seed``: the ``SeedSequence`` child ``(stream, *substream)``."""
+    key = (stream, *substream)
+    return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1, np.uint64)[0]
                >> np.uint64(1))
 
 
