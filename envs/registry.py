@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import gymnasium
 
+from ..plugins import import_user_module
 from .base import BatchTaskEnv, TaskFamilyError
 from .kwarg_check import check_kwargs, family_kwargs
 
@@ -156,17 +155,6 @@ def register_task_family(
     return spec
 
 
-def _import_registering_module(module: str, family_id: str) -> None:
-    try:
-        importlib.import_module(module)
-    except ModuleNotFoundError as err:
-        if err.name != module.split(".")[0] or os.getcwd() in sys.path:
-            raise UnknownTaskFamilyError(f"task family {family_id!r}: cannot import module "
-                                         f"{module!r}: {err}") from None
-        sys.path.append(os.getcwd())  # as `python -m` would: a user's module next to the config
-        _import_registering_module(module, family_id)
-
-
 def get_task_family(family_id: str) -> TaskFamilySpec:
     """Look up a family by id (with or without the ``metarl/`` prefix).
 
@@ -176,7 +164,9 @@ def get_task_family(family_id: str) -> TaskFamilySpec:
     """
     module, sep, rest = family_id.rpartition(":")
     if sep:
-        _import_registering_module(module, family_id)
+        problem = import_user_module(module)
+        if problem:
+            raise UnknownTaskFamilyError(f"task family {family_id!r}: {problem}")
         family_id = rest
     canonical = _canonical(family_id)
     try:

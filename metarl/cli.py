@@ -1,4 +1,4 @@
-"""Command line: ``metarl train | eval | envs | bench``."""
+"""Command line: ``metarl train | eval | envs | algos | config-reference | bench``."""
 
 from __future__ import annotations
 
@@ -39,9 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                          "meta_train/return/posterior; ties: the earliest); ITER = exactly "
                          "that iteration's checkpoint (default latest)")
     ev.add_argument("--tasks", type=int, default=40, help="held-out tasks (default 40)")
-    ev.add_argument("--grad-steps", type=int, default=3,
-                    help="adaptation steps 0..K: gradient steps, or for PEARL context "
-                         "trajectories (default 3)")
+    ev.add_argument("--steps", "--grad-steps", dest="steps", type=int, default=3, metavar="K",
+                    help="evaluate after 0..K units of the algorithm's adaptation: gradient "
+                         "steps (MAML), context trajectories (PEARL) (default 3)")
     ev.add_argument("--seed", type=int, default=0,
                     help="seed of the held-out tasks and action noise; the baselines' tuning "
                          "draw is derived from it (default 0)")
@@ -61,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
                          "reported tasks (default: as many as --tasks)")
 
     sub.add_parser("envs", help="list registered task families")
+    sub.add_parser("algos", help="list registered algorithms (the values of algo.name)")
+    ref = sub.add_parser("config-reference",
+                         help="print every config key with its type, default, range and doc "
+                              "(markdown; docs/config-reference.md is its output)")
+    ref.add_argument("--out", type=Path, help="write it to this file instead of printing it")
+    ref.add_argument("--check", type=Path, metavar="FILE",
+                     help="exit with status 2 if FILE differs from what would be written")
 
     bench = sub.add_parser("bench", help="benchmarks (each measures the alternative in the same run)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
@@ -99,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load_config
+    from .config import ConfigError, load_config, load_saved_config
 
     overrides = list(args.overrides)
     if args.seed is not None:
@@ -114,7 +121,7 @@ def _train(args: argparse.Namespace) -> int:
         if not config_path.is_file():
             raise ConfigError(f"--resume: {args.resume} is not a run directory "
                               "(no config.yaml)")
-        cfg = load_config(config_path, overrides)
+        cfg = load_saved_config(config_path, overrides, report=lambda m: print(m, flush=True))
         from .training import train  # torch: only once the config is known to be good
 
         train(cfg, args.resume, resume=True)
@@ -130,14 +137,15 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from .config import ConfigError
-    from .evaluation import eval_summary, evaluate_run, parse_baselines
+    from .comparisons import parse_baselines
+    from .evaluation import eval_summary, evaluate_run
 
     try:
         grid = [float(x) for x in args.step_grid.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"--step-grid: expected comma-separated numbers, got "
                           f"{args.step_grid!r}") from None
-    out_dir, points = evaluate_run(args.run_dir, args.tasks, args.grad_steps, args.seed,
+    out_dir, points = evaluate_run(args.run_dir, args.tasks, args.steps, args.seed,
                                    args.out, args.device, parse_baselines(args.baselines), grid,
                                    progress=lambda m: print(m, flush=True),
                                    checkpoint=args.checkpoint, tuning_tasks=args.tuning_tasks)
@@ -155,6 +163,35 @@ def _envs(args: argparse.Namespace) -> int:
     for spec in list_task_families():
         batched = "batch+gym" if spec.has_batch_env else "gym"
         print(f"{spec.id:<22} horizon {spec.max_episode_steps:<4} {batched:<9} {spec.description}")
+    return 0
+
+
+def _algos(args: argparse.Namespace) -> int:
+    from .algos import list_algorithms
+
+    for spec in list_algorithms():
+        print(f"{spec.name:<12} {spec.description}")
+    return 0
+
+
+def _config_reference(args: argparse.Namespace) -> int:
+    from .config import ConfigError, config_reference
+
+    text = config_reference()
+    if args.check is not None:
+        try:
+            current = args.check.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"--check: cannot read {args.check}: {err.strerror}") from None
+        if current != text:
+            raise ConfigError(f"{args.check} is out of date; regenerate it with: metarl "
+                              f"config-reference --out {args.check}")
+        print(f"{args.check} is current")
+    elif args.out is not None:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
     return 0
 
 
@@ -242,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     from .runtime import keep_freed_memory_in_heap
 
     keep_freed_memory_in_heap()
-    handlers = {"train": _train, "eval": _eval, "envs": _envs, "bench": _bench}
+    handlers = {"train": _train, "eval": _eval, "envs": _envs, "algos": _algos,
+                "config-reference": _config_reference, "bench": _bench}
     try:
         code = handlers[args.command](args)
     except MetarlError as err:

@@ -1,6 +1,6 @@
 """Exit statuses of the ``metarl`` command and the errors that map to them.
 
-Each status means one thing (README, "Exit statuses"):
+Each status means one thing (docs/reliability.md, "Exit statuses"):
 
 ====  ==========================================================================
 0     finished

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import platform
 import random
@@ -20,10 +19,9 @@ import torch
 import yaml
 
 from . import __version__
-from .algos import ALGORITHMS, MAMLTRPO, PEARL, PEARLConfig
+from .algos import BuildContext, MetaLearner
 from .config import Config, ConfigError
 from .envs import TaskFamilyError, TaskFamilySpec, UnknownTaskFamilyError, get_task_family
-from .policies import GaussianMLPPolicy, TanhGaussianPolicy
 from .runtime import apply_threads, usable_cpus
 from .samplers import BatchSampler
 
@@ -55,8 +53,7 @@ def resolve_device(name: str) -> torch.device:
 class Components:
     family: TaskFamilySpec
     sampler: BatchSampler
-    policy: GaussianMLPPolicy | TanhGaussianPolicy
-    algo: MAMLTRPO | PEARL
+    algo: MetaLearner
 
 
 def make_sampler(cfg: Config, family: TaskFamilySpec, device: torch.device,
@@ -93,43 +90,52 @@ def make_sampler(cfg: Config, family: TaskFamilySpec, device: torch.device,
         raise ConfigError(f"env.kwargs{path}: {err}") from None
 
 
-def pearl_config(cfg: Config) -> PEARLConfig:
-    """PEARL's settings from a config: its ``algo`` keys, plus ``algo.meta_batch_size`` (tasks
-    per gradient step) and ``policy.hidden_sizes`` (actor, Q and V widths)."""
-    shared = {"meta_batch": cfg.algo.meta_batch_size, "hidden_sizes": list(cfg.policy.hidden_sizes)}
-    return PEARLConfig(**shared, **{f.name: getattr(cfg.algo, f.name)
-                                    for f in dataclasses.fields(PEARLConfig) if f.name not in shared})
+def family_of(cfg: Config) -> TaskFamilySpec:
+    """The task family ``env.id`` names, or a :class:`ConfigError` saying why not."""
+    try:
+        return get_task_family(cfg.env.id)
+    except (UnknownTaskFamilyError, TaskFamilyError) as err:
+        raise ConfigError(f"env.id: {err}") from None
 
 
-def build(cfg: Config, device: torch.device) -> Components:
+def build_learner(cfg: Config, sampler: BatchSampler, device: torch.device,
+                  training: bool = True) -> MetaLearner:
+    """The algorithm ``algo.name`` names, built by its registered builder. Draws its
+    initialisation from the global RNGs as they are (:func:`build` seeds them)."""
+    ctx = BuildContext(cfg, sampler, device, derive_seed(cfg.train.seed, STREAM_TASKS), training)
+    learner = cfg.algorithm.builder()(ctx)
+    if not isinstance(learner, MetaLearner):
+        raise TypeError(f"algorithm {cfg.algo.name!r}: its builder returned "
+                        f"{type(learner).__name__}, not a metarl.algos.MetaLearner")
+    return learner
+
+
+def build(cfg: Config, device: torch.device, training: bool = True,
+          sampler_seed: int | None = None) -> Components:
     """Set the torch threads (``train.threads``), seed the global RNGs and construct
-    family, sampler, policy and algorithm."""
-    apply_threads(cfg.train.threads, cfg.algo.name)
+    family, sampler and algorithm. ``training=False`` builds what evaluation needs, with
+    a sampler seeded by ``sampler_seed``."""
+    apply_threads(cfg.train.threads, cfg.algorithm.torch_threads)
     seed = cfg.train.seed
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    family = family_of(cfg)
+    if sampler_seed is None:
+        sampler_seed = derive_seed(seed, STREAM_ACTIONS)
+    sampler = make_sampler(cfg, family, device, sampler_seed)
     try:
-        family = get_task_family(cfg.env.id)
-    except (UnknownTaskFamilyError, TaskFamilyError) as err:
-        raise ConfigError(f"env.id: {err}") from None
-    sampler = make_sampler(cfg, family, device, derive_seed(seed, STREAM_ACTIONS))
-    if cfg.algo.name == "pearl":
-        pearl = PEARL(sampler, pearl_config(cfg), device, seed=derive_seed(seed, STREAM_TASKS))
-        return Components(family, sampler, pearl.nets.policy, pearl)
-    policy = GaussianMLPPolicy(sampler.obs_dim, sampler.act_dim, cfg.policy.hidden_sizes,
-                               cfg.policy.activation, cfg.policy.init_std,
-                               cfg.policy.min_std).to(device)
-    algo = ALGORITHMS[cfg.algo.name](policy, sampler, cfg.algo, cfg.sampler.episodes_per_task,
-                                     seed=derive_seed(seed, STREAM_TASKS))
-    return Components(family, sampler, policy, algo)
+        return Components(family, sampler, build_learner(cfg, sampler, device, training))
+    except BaseException:
+        sampler.close()
+        raise
 
 
 def default_run_dir(cfg: Config) -> Path:
     """``{runs_root}/{family}__{algo}__{seed}__{timestamp}`` (suffixed if taken)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     family = cfg.env.id.rpartition(":")[2].removeprefix("metarl/")  # no module prefix in paths
-    base = Path(cfg.train.runs_root) / f"{family}__{cfg.algo.name}__{cfg.train.seed}__{stamp}"
+    base = Path(cfg.train.runs_root) / f"{family}__{cfg.algorithm.name}__{cfg.train.seed}__{stamp}"
     path, n = base, 1
     while path.exists():
         n += 1

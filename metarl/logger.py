@@ -1,4 +1,5 @@
-"""Run logging: TensorBoard scalars, ``progress.csv`` and one console line per iteration.
+"""Run logging: TensorBoard scalars and ``progress.csv`` (the console line of an iteration is
+the algorithm's own, :meth:`metarl.algos.MetaLearner.progress_line`).
 
 Scalars are keyed by their TensorBoard tag (``meta_train/return/adapt_0``, ...);
 the x-axis is the total number of environment steps so far.
@@ -7,7 +8,6 @@ the x-axis is the total number of environment steps so far.
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +24,15 @@ def hparams_markdown(config: dict[str, Any]) -> str:
 
 
 class RunLogger:
-    """Writes each iteration's statistics to TensorBoard, CSV and the console."""
+    """Writes each iteration's statistics to TensorBoard and CSV."""
 
-    def __init__(self, run_dir: Path, total_iterations: int, tensorboard: bool = True,
-                 console: bool = True, resume_after: int | None = None,
-                 resume_env_steps: int = 0) -> None:
+    def __init__(self, run_dir: Path, tensorboard: bool = True,
+                 resume_after: int | None = None, resume_env_steps: int = 0) -> None:
         """``resume_after``: continue a run whose checkpoint is at this iteration, after
         ``resume_env_steps`` environment steps; what was logged after it (those
         iterations are redone) is dropped: ``progress.csv`` rows here, TensorBoard points
         by the reader (``purge_step``), so every curve keeps one point per iteration."""
         self.run_dir = Path(run_dir)
-        self.total_iterations = total_iterations
-        self.console = console
         # TensorBoard's x-axis is env steps: points logged at or after purge_step by
         # earlier event files are discarded when the run is read
         purge_step = resume_env_steps + 1 if resume_after is not None else None
@@ -82,8 +79,6 @@ class RunLogger:
                     self.writer.add_scalar(tag, value, env_steps)
             self.writer.flush()
         self._write_csv(row)
-        if self.console:
-            print(self._progress_line(row), flush=True)
 
     def _write_csv(self, row: dict[str, Any]) -> None:
         if self._csv_writer is None:
@@ -99,17 +94,6 @@ class RunLogger:
             self._rewrite_csv(known + [k for k in row if k not in known], rows)
         self._csv_writer.writerow(row)
         self._csv_file.flush()
-
-    def _progress_line(self, row: dict[str, Any]) -> str:
-        width = len(str(self.total_iterations))
-        prefix = "meta_train/return/adapt_"
-        returns = sorted((k for k in row if k.startswith(prefix)), key=lambda k: int(k[len(prefix):]))
-        pre, post = row[returns[0]], row[returns[-1]]
-        kl = row.get("losses/kl_after", math.nan)
-        return (f"iter {row['iteration']:>{width}}/{self.total_iterations} | "
-                f"env steps {row['env_steps']:>11,} | return pre {pre:8.2f} post {post:8.2f} | "
-                f"kl {kl:.4f} ls {int(row.get('diagnostics/line_search_steps', 0)):>2} | "
-                f"{row['time/iteration_s']:5.1f}s")
 
     def close(self) -> None:
         if self.writer is not None:

@@ -26,7 +26,8 @@ from .checkpoint import (
     list_checkpoints,
     load_checkpoint,
 )
-from .config import Config, ConfigError, config_from_dict, load_config
+from .algos import AlgorithmSpec
+from .config import Config, ConfigError, config_from_dict, load_saved_config, migrate_saved_config
 from .experiment import Components, build
 
 
@@ -97,20 +98,16 @@ def _iterations_text(iterations: Sequence[int]) -> str:
             + ", ".join(map(str, iterations[-5:])) + f" ({len(iterations)} in all)")
 
 
-_ADAPT_RETURN = re.compile(r"^meta_train/return/adapt_(\d+)$")
-PEARL_RETURN = "meta_train/return/posterior"
-
-
-def training_returns(run_dir: Path, algo_name: str) -> tuple[str, dict[int, float]]:
-    """The post-adaptation training return of each iteration in ``progress.csv``:
-    MAML's ``meta_train/return/adapt_{K}`` (K the largest logged), PEARL's
-    ``meta_train/return/posterior``. Returns the column and ``{iteration: return}``
-    (empty and non-finite entries left out)."""
+def training_returns(run_dir: Path, spec: AlgorithmSpec) -> tuple[str, dict[int, float]]:
+    """The post-adaptation training return of each iteration in ``progress.csv``: the
+    column the algorithm names (``best_by``; MAML's ``meta_train/return/adapt_{K}`` with K
+    the largest logged, PEARL's ``meta_train/return/posterior``). Returns the column and
+    ``{iteration: return}`` (empty and non-finite entries left out)."""
     path = Path(run_dir) / "progress.csv"
-    if algo_name not in ("maml_trpo", "pearl"):
-        raise CheckpointError(f"--checkpoint best: {run_dir} is a {algo_name!r} run; its "
-                              "training return is not a post-adaptation return and `metarl "
-                              "eval` evaluates meta-learners (pass TRPO runs with --baselines)")
+    if spec.best_by is None:
+        raise CheckpointError(f"--checkpoint best: {run_dir} is a {spec.name!r} run; it logs "
+                              "no post-adaptation return to rank iterations by (use latest or "
+                              "an iteration number)")
     if not path.is_file():
         raise CheckpointError(f"--checkpoint best: {path} not found; best is chosen by the "
                               "training return logged there (use latest or an iteration number)")
@@ -118,19 +115,15 @@ def training_returns(run_dir: Path, algo_name: str) -> tuple[str, dict[int, floa
         reader = csv.DictReader(handle)
         columns = list(reader.fieldnames or [])
         rows = list(reader)
-    if algo_name == "pearl":
-        column = PEARL_RETURN
-        if column not in columns:
-            raise CheckpointError(
-                f"--checkpoint best: {path} has no column {column} (PEARL logs it when "
-                "algo.num_steps_posterior + algo.num_extra_rl_steps_posterior > 0); use latest "
-                "or an iteration number")
-    else:
-        steps = [int(m.group(1)) for c in columns if (m := _ADAPT_RETURN.match(c))]
-        if not steps:
-            raise CheckpointError(f"--checkpoint best: {path} has no meta_train/return/adapt_K "
-                                  "column; use latest or an iteration number")
-        column = f"meta_train/return/adapt_{max(steps)}"
+    column = spec.best_by
+    if "{K}" in column:
+        head, _, tail = column.partition("{K}")
+        pattern = re.compile(f"^{re.escape(head)}(\\d+){re.escape(tail)}$")
+        numbers = [int(m.group(1)) for c in columns if (m := pattern.match(c))]
+        column = column.replace("{K}", str(max(numbers))) if numbers else column
+    if column not in columns:
+        raise CheckpointError(f"--checkpoint best: {path} has no column {column} (the "
+                              f"{spec.name} training return); use latest or an iteration number")
     returns: dict[int, float] = {}
     for row in rows:
         try:
@@ -142,9 +135,9 @@ def training_returns(run_dir: Path, algo_name: str) -> tuple[str, dict[int, floa
     return column, returns
 
 
-def _algo_name(run_dir: Path) -> str:
+def _algorithm(run_dir: Path) -> AlgorithmSpec:
     """The run's algorithm, from its ``config.yaml`` (``best`` needs it before any load)."""
-    return load_config(Path(run_dir) / "config.yaml").algo.name
+    return load_saved_config(Path(run_dir) / "config.yaml").algorithm
 
 
 def choose_checkpoint(run_dir: Path, which: str | int = "latest", what: str | None = None,
@@ -179,7 +172,7 @@ def choose_checkpoint(run_dir: Path, which: str | int = "latest", what: str | No
         return CheckpointChoice("explicit", which, by_iteration[which]), state
     if not by_iteration:
         raise CheckpointError(f"{what}: no checkpoints (iter_*.pt) in {checkpoint_dir}")
-    column, returns = training_returns(run_dir, _algo_name(run_dir))
+    column, returns = training_returns(run_dir, _algorithm(run_dir))
     ranked = sorted((it for it in by_iteration if it in returns), key=lambda it: (-returns[it], it))
     if not ranked:
         raise CheckpointError(f"{what}: none of the checkpointed iterations ({available}) has "
@@ -192,9 +185,15 @@ def choose_checkpoint(run_dir: Path, which: str | int = "latest", what: str | No
 
 def load_run(run_dir: Path, device: torch.device, what: str = "run",
              checkpoint: str | int = "latest",
-             report: Callable[[str], None] | None = None) -> LoadedRun:
+             report: Callable[[str], None] | None = None, training: bool = False
+             ) -> LoadedRun:
     """Rebuild a run's components from the checkpoint ``checkpoint`` selects
-    (:func:`choose_checkpoint`; default the newest that loads), or explain why it cannot."""
+    (:func:`choose_checkpoint`; default the newest that loads), or explain why it cannot.
+
+    By default only what adaptation needs is built (``training=False``: e.g. no replay
+    buffers) with a sampler of its own, whose streams the caller replaces per rollout.
+    A config saved by an earlier metarl is migrated (:func:`migrate_saved_config`) and
+    ``report`` is told what changed."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{what} {run_dir} is not a directory")
@@ -204,17 +203,25 @@ def load_run(run_dir: Path, device: torch.device, what: str = "run",
     choice, state = choose_checkpoint(run_dir, checkpoint,
                                       None if what == "run" else what, report)
     ckpt_path = choice.path
+    saved, notes = migrate_saved_config(state["config"])
+    if notes and report is not None:
+        report(f"metarl: {ckpt_path} was written by an earlier metarl; {'; '.join(notes)}")
     try:
-        cfg = config_from_dict(state["config"], source=str(ckpt_path))
+        cfg = config_from_dict(saved, source=str(ckpt_path))
     except ConfigError as err:
         written_by = _written_by(run_dir)
         raise CheckpointError(f"{ckpt_path}: its config does not fit metarl {__version__}"
                               f"{written_by} ({err})") from None
-    parts = build(cfg, device)
-    if state.get("algo") != parts.algo.name:
+    if state.get("algo") != cfg.algorithm.name:
         raise CheckpointError(f"{ckpt_path} was written by algorithm {state.get('algo')!r}, "
-                              f"but its config says {parts.algo.name!r}")
-    parts.algo.load_state_dict(state["algo_state"])
+                              f"but its config says {cfg.algorithm.name!r}")
+    parts = build(cfg, device, training=training, sampler_seed=0)
+    try:
+        parts.algo.load_state_dict(state["algo_state"])
+    except (KeyError, RuntimeError, ValueError) as err:  # a state of another shape
+        parts.sampler.close()
+        raise CheckpointError(f"{ckpt_path}: its {cfg.algorithm.name} state does not load into "
+                              f"metarl {__version__}{_written_by(run_dir)} ({err})") from None
     return LoadedRun(run_dir, ckpt_path, state, cfg, parts, choice)
 
 

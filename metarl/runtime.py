@@ -58,21 +58,20 @@ def usable_cpus() -> int:
     return max(1, cpus)
 
 
-def resolve_threads(setting: int | str, algo_name: str) -> int:
-    """Torch threads for ``train.threads``: a number as given; ``auto`` = one for PEARL
-    (its update is thousands of small matrix products per iteration: splitting them
-    across threads costs more than it saves, and spinning OpenMP threads lose whole
-    time slices to any other busy process), else :func:`usable_cpus`."""
+def resolve_threads(setting: int | str, preferred: int | None = None) -> int:
+    """Torch threads for ``train.threads``: a number as given; ``auto`` = the algorithm's
+    ``preferred`` count (its registry entry's ``torch_threads``; PEARL's is one) or, when
+    it has none, :func:`usable_cpus`."""
     if setting != "auto":
         return int(setting)
-    return 1 if algo_name == "pearl" else usable_cpus()
+    return preferred if preferred is not None else usable_cpus()
 
 
-def apply_threads(setting: int | str, algo_name: str) -> int:
+def apply_threads(setting: int | str, preferred: int | None = None) -> int:
     """Set torch's intra-op (OpenMP) thread count from ``train.threads``; returns it."""
     import torch
 
-    threads = resolve_threads(setting, algo_name)
+    threads = resolve_threads(setting, preferred)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads

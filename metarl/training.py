@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from pathlib import Path
@@ -29,7 +28,6 @@ from .experiment import (
 from .errors import EXIT_NONFINITE_UPDATES, TrainingStopped, exit_after_signal
 from .interrupts import REQUESTS
 from .logger import RunLogger
-from .samplers.ray_sampler import RaySampler
 
 
 def _rng_state() -> dict[str, Any]:
@@ -56,38 +54,6 @@ def latest_valid_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
     return path, state
 
 
-def _meta_test_due(cfg: Config, iteration: int) -> bool:
-    """PEARL meta-tests its held-out tasks after the first iteration and every
-    ``algo.eval_every`` iterations (MAML is evaluated by ``metarl eval`` only).
-
-    The first iteration's row fixes ``progress.csv``'s columns, so it must hold the
-    meta-test's; later rows leave them empty when no meta-test ran.
-    """
-    every = cfg.algo.eval_every
-    return cfg.algo.name == "pearl" and every > 0 and (iteration % every == 0 or iteration == 1)
-
-
-def _step_size_keys(cfg: Config) -> str:
-    return ("algo.lr or algo.reward_scale" if cfg.algo.name == "pearl"
-            else "algo.max_kl or algo.inner_step_size")
-
-
-def pearl_progress_line(iteration: int, total: int, env_steps: int, iteration_s: float,
-                        stats: dict[str, float]) -> str:
-    """One console line for a PEARL iteration: training returns with prior and posterior z,
-    critic loss, KL of the posterior and, when it ran, the meta-test curve."""
-    width = len(str(total))
-    line = (f"iter {iteration:>{width}}/{total} | env steps {env_steps:>11,} | return prior "
-            f"{stats['meta_train/return/adapt_0']:8.2f} posterior "
-            f"{stats.get('meta_train/return/posterior', math.nan):8.2f} | qf "
-            f"{stats['losses/qf']:9.3g} kl_z {stats['losses/kl_z']:7.3f}")
-    prefix = "meta_test/return/adapt_"
-    test = sorted((k for k in stats if k.startswith(prefix)), key=lambda k: int(k[len(prefix):]))
-    if test:
-        line += " | test k=0.. " + " ".join(f"{stats[k]:.2f}" for k in test)
-    return f"{line} | {iteration_s:5.1f}s"
-
-
 def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Path:
     """Meta-train with ``cfg``; returns the run directory.
 
@@ -102,9 +68,9 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
             raise ConfigError("--resume needs a run directory")
         check_writable(run_dir)
         path, checkpoint = latest_valid_checkpoint(run_dir)
-        if checkpoint.get("algo") != cfg.algo.name:
+        if checkpoint.get("algo") != cfg.algorithm.name:
             raise CheckpointError(f"{path} was written by algorithm {checkpoint.get('algo')!r}, "
-                                  f"the config says {cfg.algo.name!r}")
+                                  f"the config says {cfg.algorithm.name!r}")
     else:
         run_dir = prepare_run_dir(run_dir or default_run_dir(cfg), cfg, device)
     parts = build(cfg, device)
@@ -120,22 +86,20 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
                               f"train.iterations={cfg.train.iterations}; raise it with "
                               "--set train.iterations=N")
         write_config(run_dir, cfg)  # the run continues under the (possibly overridden) config
-    # the logger's console line shows MAML's quantities; PEARL's is printed here instead
-    logger = RunLogger(run_dir, cfg.train.iterations, cfg.logging.tensorboard,
-                       cfg.logging.console and cfg.algo.name != "pearl",
+    logger = RunLogger(run_dir, cfg.logging.tensorboard,
                        resume_after=done if resume else None, resume_env_steps=env_steps)
     if not resume:
         logger.log_hparams(cfg.to_dict())
     if cfg.logging.console:
         what = f"resuming at iteration {done + 1}" if resume else "training"
-        print(f"metarl: {what} {cfg.algo.name} on {parts.family.id} for "
+        print(f"metarl: {what} {cfg.algorithm.name} on {parts.family.id} for "
               f"{cfg.train.iterations} iterations on {device} ({torch.get_num_threads()} torch "
               f"threads); run directory {run_dir}", flush=True)
     start = time.perf_counter() - wall_before
 
     def checkpoint(iteration: int) -> Path:
         return save_checkpoint(checkpoint_path(run_dir / "checkpoints", iteration), {
-            "algo": algo.name, "iteration": iteration, "env_steps": env_steps,
+            "algo": cfg.algorithm.name, "iteration": iteration, "env_steps": env_steps,
             "config": cfg.to_dict(), "algo_state": algo.state_dict(),
             "rng": _rng_state(), "wall_s": time.perf_counter() - start})
 
@@ -144,28 +108,26 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
         with REQUESTS.deferred() as stop:
             for iteration in range(done + 1, cfg.train.iterations + 1):
                 t0 = time.perf_counter()
-                restarts_before = getattr(parts.sampler, "worker_restarts", 0)
-                stats = algo.train_iteration()
+                result = algo.train_iteration()
                 iteration_s = time.perf_counter() - t0
-                if isinstance(parts.sampler, RaySampler):
-                    stats["diagnostics/worker_restarts"] = (parts.sampler.worker_restarts
-                                                            - restarts_before)
-                steps = int(stats.pop("env_steps"))
-                env_steps += steps
-                stats["time/sps"] = steps / iteration_s
-                if _meta_test_due(cfg, iteration):
-                    t_test = time.perf_counter()
-                    stats.update(algo.meta_test(
-                        episodes_per_task=cfg.sampler.eval_episodes_per_task))
+                stats = {**result.scalars, **parts.sampler.diagnostics()}
+                env_steps += result.env_steps
+                stats["time/sps"] = result.env_steps / iteration_s
+                t_test = time.perf_counter()
+                meta_test = algo.evaluate_during_training(iteration)
+                if meta_test:
+                    stats.update(meta_test)
                     stats["time/meta_test_s"] = time.perf_counter() - t_test
+                result.scalars = stats
                 logger.log_iteration(iteration, env_steps, time.perf_counter() - start,
                                      iteration_s, stats)
-                if cfg.logging.console and cfg.algo.name == "pearl":
-                    print(pearl_progress_line(iteration, cfg.train.iterations, env_steps,
-                                              iteration_s, stats), flush=True)
-                skipped_in_a_row = skipped_in_a_row + 1 if algo.skip_reason else 0
-                if algo.skip_reason:
-                    print(f"metarl: iteration {iteration}: meta-update skipped ({algo.skip_reason}); "
+                if cfg.logging.console:
+                    print(algo.progress_line(iteration, cfg.train.iterations, env_steps,
+                                             iteration_s, result), flush=True)
+                skipped_in_a_row = skipped_in_a_row + 1 if result.skipped else 0
+                if result.skipped:
+                    print(f"metarl: iteration {iteration}: meta-update skipped "
+                          f"({result.skip_reason}); "
                           f"{skipped_in_a_row} in a row, the run stops at "
                           f"train.max_skipped_updates={cfg.train.max_skipped_updates}", flush=True)
                 last = iteration == cfg.train.iterations
@@ -175,8 +137,8 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
                 if skipped_in_a_row >= cfg.train.max_skipped_updates:
                     raise TrainingStopped(
                         f"{skipped_in_a_row} meta-updates in a row were skipped (last: "
-                        f"{algo.skip_reason}); the parameters never took a non-finite step, and "
-                        f"{path} holds them. Lower {_step_size_keys(cfg)}, check the "
+                        f"{result.skip_reason}); the parameters never took a non-finite step, "
+                        f"and {path} holds them. Lower {algo.step_size_keys}, check the "
                         f"task family's rewards, then continue with: metarl train --resume "
                         f"{run_dir}", exit_status=EXIT_NONFINITE_UPDATES)
                 if stop.signum is not None and not last:
@@ -186,6 +148,7 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
                         f"metarl train --resume {run_dir}", exit_status=exit_after_signal(stop.signum))
     finally:
         logger.close()
+        algo.close()
         parts.sampler.close()  # stops Ray workers (and a Ray this run started)
     if cfg.logging.console:
         print(f"metarl: done in {time.perf_counter() - start:.1f}s; "

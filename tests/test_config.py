@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from metarl.algos import get_algorithm
 from metarl.config import Config, ConfigError, describe_fields, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,19 +71,31 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(_write(tmp_path, "algo: 3\n"))
 
 
-def test_every_key_has_a_doc():
-    for key, _, doc in describe_fields():
+@pytest.mark.parametrize("algo", ["maml_trpo", "trpo", "pearl"])
+def test_every_key_has_a_doc(algo):
+    for key, _, doc in describe_fields(algo):
         assert doc, f"{key} has no doc"
+
+
+def test_config_reference_is_current():
+    """docs/config-reference.md is generated from the dataclasses' docs."""
+    from metarl.config import config_reference
+
+    current = (ROOT / "docs" / "config-reference.md").read_text(encoding="utf-8")
+    assert current == config_reference(), \
+        "regenerate it: metarl config-reference --out docs/config-reference.md"
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
 def test_shipped_configs_load_and_comment_every_key(path):
-    load_config(path)
+    cfg = load_config(path)
     data = yaml.safe_load(path.read_text())
     for lineno, line in enumerate(path.read_text().splitlines(), 1):
         if re.match(r"^\s+[a-z_]+:", line):  # keys inside sections
             assert "#" in line, f"{path.name}:{lineno} has no comment: {line!r}"
-    assert set(data) == set(Config().to_dict()), "shipped configs spell out every section"
+    # every section the algorithm reads, and every key of its algo section
+    assert set(data) == set(cfg.to_dict()), "shipped configs spell out every section"
+    assert set(data["algo"]) == set(cfg.to_dict()["algo"]), "and every algo key"
 
 
 def test_train_threads_is_auto_or_a_positive_number(tmp_path):
@@ -105,12 +118,12 @@ def test_auto_threads_follow_the_algorithm_and_the_cpus_this_process_may_use(mon
 
     assert 1 <= runtime.usable_cpus() <= (os.cpu_count() or 1)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
-    assert runtime.resolve_threads("auto", "maml_trpo") == min(3, runtime.usable_cpus())
-    assert runtime.resolve_threads("auto", "pearl") == 1
-    assert runtime.resolve_threads(2, "pearl") == 2
+    assert runtime.resolve_threads("auto", get_algorithm("maml_trpo").torch_threads) == min(3, runtime.usable_cpus())
+    assert runtime.resolve_threads("auto", get_algorithm("pearl").torch_threads) == 1
+    assert runtime.resolve_threads(2, get_algorithm("pearl").torch_threads) == 2
     before = torch.get_num_threads()
     try:
-        assert runtime.apply_threads("auto", "pearl") == 1 == torch.get_num_threads()
+        assert runtime.apply_threads("auto", get_algorithm("pearl").torch_threads) == 1 == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from metarl.algos.policy_gradient import masked_task_mean, normalize_per_task
-from metarl.baselines import baseline_features, fit_linear_baseline, predict_linear_baseline
+from metarl.algos.maml.policy_gradient import masked_task_mean, normalize_per_task
+from metarl.algos.maml.linear_value_baseline import baseline_features, fit_linear_baseline, predict_linear_baseline
 from metarl.samplers import EpisodeBatch
 
 

@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from metarl.checkpoint import CheckpointError
+from metarl.algos import get_algorithm
 from metarl.cli import main
 from metarl.envs import get_task_family
-from metarl.evaluation import draw_tuning_tasks, tuning_seed
+from metarl.comparisons import draw_tuning_tasks, tuning_seed
 from metarl.runs import training_returns
 from metarl.experiment import STREAM_EVAL_ACTIONS, STREAM_EVAL_TASKS, derive_seed
 from metarl.samplers import BatchSampler
@@ -133,15 +134,15 @@ def test_best_reads_the_post_adaptation_column_of_each_algorithm(tmp_path):
     path.write_text("iteration,meta_train/return/adapt_0,meta_train/return/adapt_2,"
                     "meta_train/return/adapt_1,meta_train/return/posterior\n"
                     "1,-5,-3,-4,-2\n2,-6,,-1,nan\n3,-4,-2.5,-3,-7\n")
-    assert training_returns(tmp_path, "maml_trpo") == ("meta_train/return/adapt_2",
+    assert training_returns(tmp_path, get_algorithm("maml_trpo")) == ("meta_train/return/adapt_2",
                                                        {1: -3.0, 3: -2.5})
-    assert training_returns(tmp_path, "pearl") == ("meta_train/return/posterior",
+    assert training_returns(tmp_path, get_algorithm("pearl")) == ("meta_train/return/posterior",
                                                    {1: -2.0, 3: -7.0})
     with pytest.raises(CheckpointError, match="'trpo' run"):
-        training_returns(tmp_path, "trpo")
+        training_returns(tmp_path, get_algorithm("trpo"))
     path.write_text("iteration,meta_train/return/adapt_0\n1,-5\n")
     with pytest.raises(CheckpointError, match="has no column meta_train/return/posterior"):
-        training_returns(tmp_path, "pearl")
+        training_returns(tmp_path, get_algorithm("pearl"))
 
 
 def test_baseline_step_sizes_are_tuned_on_a_separate_draw(trained, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Every exit status of the `metarl` command means one thing (README, "Exit statuses").
+"""Every exit status of the `metarl` command means one thing (docs/reliability.md, "Exit statuses").
 
 Statuses 0, 2, 3, 130 and 143 are also checked where their behaviour is tested
 (test_cli, test_config, test_reliability); here are the others, and the signal

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from metarl.algos import MAMLTRPO
-from metarl.algos.policy_gradient import reinforce_loss, surrogate_loss
-from metarl.config import AlgoConfig
+from metarl.algos.maml.policy_gradient import reinforce_loss, surrogate_loss
+from metarl.algos.maml import MAMLTRPOConfig
 from metarl.envs import get_task_family
 from metarl.optim import (
     backtracking_line_search,
@@ -62,7 +62,7 @@ def _nav_setup(num_tasks=3, episodes=4, seed=0):
     family = get_task_family("Navigation2D-v0")
     sampler = BatchSampler(family, horizon=20, seed=seed)
     policy = GaussianMLPPolicy(2, 2, (8, 8), "tanh").double()
-    algo = MAMLTRPO(policy, sampler, AlgoConfig(meta_batch_size=num_tasks), episodes, seed=seed)
+    algo = MAMLTRPO(policy, sampler, MAMLTRPOConfig(meta_batch_size=num_tasks), episodes, seed=seed)
     tasks = sampler.sample_tasks(num_tasks, np.random.default_rng(seed))
     return policy, sampler, algo, tasks
 
@@ -91,7 +91,7 @@ def _slice(batch, i):
 def test_meta_kl_hvp_through_inner_step_matches_finite_differences():
     """The second-order Fisher-vector product used by the TRPO meta-step."""
     policy, sampler, algo, tasks = _nav_setup()
-    adaptation = algo.adapt(tasks, 1, [0.1], 4)
+    adaptation = algo.adapt(tasks, 1, 4, sampler, step_sizes=[0.1])
     train = [(adaptation.batches[0], adaptation.advantages[0])]
     valid, old = adaptation.batches[1], adaptation.params
     valid_adv = algo.advantages(valid)

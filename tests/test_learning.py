@@ -12,7 +12,7 @@ def _run(iterations, overrides):
     cfg = load_config(None, ["algo.meta_batch_size=10", "sampler.episodes_per_task=10",
                              "env.horizon=50", "train.seed=0", *overrides])
     parts = build(cfg, torch.device("cpu"))
-    return [parts.algo.train_iteration() for _ in range(iterations)]
+    return [parts.algo.train_iteration().scalars for _ in range(iterations)]
 
 
 def test_maml_trpo_learns_to_adapt_on_navigation():
@@ -52,7 +52,7 @@ def test_non_finite_meta_gradient_skips_the_update():
         return adv if len(calls) < 2 else torch.full_like(adv, float("nan"))
 
     algo.advantages = poisoned
-    stats = algo.train_iteration()
+    stats = algo.train_iteration().scalars
     assert len(calls) == 2
     assert stats["diagnostics/skipped_updates"] == 1.0
     assert stats["diagnostics/step_accepted"] == 0.0

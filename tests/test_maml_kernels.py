@@ -9,9 +9,9 @@ import torch
 from torch.distributions import kl_divergence
 
 from metarl.algos import MAMLTRPO
-from metarl.algos.maml_kernels import fisher_vector_product, subsample
-from metarl.algos.policy_gradient import reinforce_loss, surrogate_loss
-from metarl.config import AlgoConfig
+from metarl.algos.maml.kernels import fisher_vector_product, subsample
+from metarl.algos.maml.policy_gradient import reinforce_loss, surrogate_loss
+from metarl.algos.maml import MAMLTRPOConfig
 from metarl.envs import get_task_family
 from metarl.optim import backtracking_line_search, conjugate_gradient, flat, trust_region_step
 from metarl.policies import GaussianMLPPolicy, stack_params
@@ -22,10 +22,11 @@ def _setup(num_tasks=3, episodes=5, seed=0, activation="tanh", **algo_kwargs):
     torch.manual_seed(seed)
     sampler = BatchSampler(get_task_family("Navigation2D-v0"), horizon=15, seed=seed)
     policy = GaussianMLPPolicy(2, 2, (8, 8), activation, init_std=0.5).double()
-    cfg = AlgoConfig(meta_batch_size=num_tasks, **algo_kwargs)
+    cfg = MAMLTRPOConfig(meta_batch_size=num_tasks, **algo_kwargs)
     algo = MAMLTRPO(policy, sampler, cfg, episodes, seed=seed)
     tasks = sampler.sample_tasks(num_tasks, np.random.default_rng(seed))
-    adaptation = algo.adapt(tasks, cfg.inner_steps, [cfg.inner_step_size], episodes)
+    adaptation = algo.adapt(tasks, cfg.inner_steps, episodes, sampler,
+                            step_sizes=[cfg.inner_step_size])
     train = list(zip(adaptation.batches[:-1], adaptation.advantages))
     return policy, algo, train, adaptation.batches[-1], adaptation.params
 

@@ -9,19 +9,20 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from metarl.algos.pearl import PEARL, PEARLConfig
-from metarl.algos.pearl_losses import actor_value_loss, critic_loss, q_target, value_target
-from metarl.algos.pearl_networks import (
+from metarl.schema import ConfigError, check_settings
+from metarl.algos.pearl.losses import actor_value_loss, critic_loss, q_target, value_target
+from metarl.algos.pearl.networks import (
     PEARLNetworks,
     kl_to_standard_normal,
     product_of_gaussians,
 )
 from metarl.envs import get_task_family
 from metarl.policies.tanh_gaussian import TanhGaussianPolicy, tanh_gaussian_log_prob
-from metarl.replay_buffer import MultiTaskReplayBuffer, Transitions
+from metarl.algos.pearl.replay_buffer import MultiTaskReplayBuffer, Transitions
 from metarl.samplers import BatchSampler
 
 TINY = dict(latent_size=3, encoder_hidden_sizes=[16, 16], hidden_sizes=[16, 16], batch_size=16,
-            embedding_batch_size=8, meta_batch=3, num_train_tasks=4, num_test_tasks=2,
+            embedding_batch_size=8, meta_batch_size=3, num_train_tasks=4, num_test_tasks=2,
             num_tasks_sample=2, num_initial_steps=40, num_steps_prior=20, num_steps_posterior=20,
             num_extra_rl_steps_posterior=40, num_train_steps_per_itr=5, meta_test_trajectories=3)
 
@@ -240,30 +241,32 @@ def test_deterministic_sampling_uses_the_mean_action_and_no_noise():
 
 def test_meta_test_before_training_gives_finite_returns_per_trajectory():
     algo = _pearl()
-    stats = algo.meta_test(num_trajectories=3, episodes_per_task=2)
+    stats = algo.meta_test(k_max=2, episodes=2)
     assert list(stats) == [f"meta_test/return/adapt_{k}" for k in range(3)] + \
         ["meta_test/return/gain"]
     assert all(math.isfinite(v) for v in stats.values())
-    adaptation = algo.adapt(algo.test_tasks, 2, episodes_per_task=2)
+    adaptation = algo.adapt(algo.test_tasks, 1, 2, algo.sampler)
     assert adaptation.task_returns().shape == (2, 2)
 
 
 def test_tiny_run_gives_finite_losses_and_resumes_exactly():
     algo = _pearl()
-    first = algo.train_iteration()
-    assert first["env_steps"] == 4 * 40 + 2 * (20 + 20 + 40)  # initial steps + schedule
+    result = algo.train_iteration()
+    first = result.scalars
+    assert result.env_steps == 4 * 40 + 2 * (20 + 20 + 40)  # initial steps + schedule
     for key in ("losses/kl_z", "losses/qf", "losses/vf", "losses/policy",
                 "meta_train/return/adapt_0", "meta_train/return/posterior"):
         assert math.isfinite(first[key]), key
-    assert algo.skip_reason is None
+    assert algo.skip_reason is None and result.skip_reason is None
 
     handle = io.BytesIO()
     torch.save(algo.state_dict(), handle)
     handle.seek(0)
     resumed = _pearl()
     resumed.load_state_dict(torch.load(handle, weights_only=True))
-    def untimed(stats):
-        return {k: v for k, v in stats.items() if not k.startswith("time/")}
+    def untimed(result):
+        return result.env_steps, {k: v for k, v in result.scalars.items()
+                                  if not k.startswith("time/")}
 
     assert untimed(resumed.train_iteration()) == untimed(algo.train_iteration())
     for a, b in zip(resumed.nets.parameters(), algo.nets.parameters()):
@@ -279,17 +282,21 @@ def test_non_finite_losses_roll_the_iteration_back():
     policy_before = [p.clone() for p in algo.nets.policy.parameters()]
     with torch.no_grad():
         next(algo.nets.qf1.parameters()).fill_(float("nan"))
-    stats = algo.train_iteration()
+    result = algo.train_iteration()
+    stats = result.scalars
     assert algo.skip_reason is not None and "rolled back" in algo.skip_reason
+    assert result.skip_reason == algo.skip_reason
     assert stats["diagnostics/skipped_updates"] == 1.0
     for a, b in zip(algo.nets.policy.parameters(), policy_before):
         assert torch.equal(a, b)
 
 
 def test_config_errors_name_the_setting():
-    with pytest.raises(ValueError, match="num_tasks_sample"):
-        PEARLConfig(num_tasks_sample=10, num_train_tasks=5).check()
-    with pytest.raises(ValueError, match="pearl.gamma"):
-        PEARLConfig(gamma=1.5).check()
-    with pytest.raises(ValueError, match="num_extra_rl_steps_posterior"):
-        PEARLConfig(num_steps_prior=0).check()
+    with pytest.raises(ConfigError, match="algo.num_tasks_sample"):
+        check_settings(PEARLConfig(num_tasks_sample=10, num_train_tasks=5), "algo.")
+    with pytest.raises(ConfigError, match="algo.gamma"):
+        check_settings(PEARLConfig(gamma=1.5), "algo.")
+    with pytest.raises(ConfigError, match="algo.num_extra_rl_steps_posterior"):
+        check_settings(PEARLConfig(num_steps_prior=0), "algo.")
+    with pytest.raises(ConfigError, match="algo.hidden_sizes"):  # PEARL's own __init__ checks
+        _pearl(hidden_sizes=[])

@@ -1,16 +1,16 @@
 """PEARL through the product: config keys, `metarl train` and `metarl eval` end to end."""
 
 import csv
-import dataclasses
 import math
+import shutil
 
 import pytest
 import yaml
 
 from metarl.algos.pearl import PEARLConfig
-from metarl.checkpoint import load_checkpoint
-from metarl.config import AlgoConfig, ConfigError, config_from_dict
-from metarl.experiment import pearl_config
+from metarl.checkpoint import load_checkpoint, save_checkpoint
+from metarl.config import ConfigError, config_from_dict, load_config
+from metarl.schema import check_settings
 
 from cli_helpers import ROOT, metarl
 
@@ -21,38 +21,40 @@ TINY = ["--set", "train.iterations=2", "--set", "algo.num_train_tasks=6",
         "--set", "algo.num_extra_rl_steps_posterior=40", "--set", "algo.meta_batch_size=4",
         "--set", "algo.batch_size=16", "--set", "algo.embedding_batch_size=8",
         "--set", "algo.num_train_steps_per_itr=5", "--set", "algo.eval_every=3",
-        "--set", "policy.hidden_sizes=[16,16]", "--set", "algo.encoder_hidden_sizes=[16]",
+        "--set", "algo.hidden_sizes=[16,16]", "--set", "algo.encoder_hidden_sizes=[16]",
         "--set", "train.checkpoint_every=1"]
 
 
-def test_config_defaults_are_the_algorithms():
-    """The config layer and PEARLConfig document the same reference defaults."""
-    algo = AlgoConfig()
-    for f in dataclasses.fields(PEARLConfig):
-        if f.name in ("meta_batch", "hidden_sizes"):  # algo.meta_batch_size, policy.hidden_sizes
-            continue
-        assert getattr(algo, f.name) == f.default or f.default is dataclasses.MISSING and \
-            getattr(algo, f.name) == f.default_factory(), f.name
+def test_shipped_config_builds_pearls_own_settings():
+    """The algo section is PEARLConfig itself: defaults and ranges are written once."""
     cfg = config_from_dict(yaml.safe_load(NAV_PEARL.read_text()))
-    built = pearl_config(cfg)
-    assert built.meta_batch == cfg.algo.meta_batch_size
-    assert built.hidden_sizes == cfg.policy.hidden_sizes
-    built.check()
+    assert isinstance(cfg.algo, PEARLConfig)
+    assert cfg.algo.meta_batch_size == 16 and cfg.algo.hidden_sizes == [64, 64]
+    check_settings(cfg.algo, "algo.")
+    assert PEARLConfig().hidden_sizes == [300, 300, 300]  # the reference's net_size
+    assert "policy" not in cfg.to_dict() and "episodes_per_task" not in cfg.to_dict()["sampler"]
 
 
 @pytest.mark.parametrize("override, message", [
     ({"algo": {"name": "pearl", "num_tasks_sample": 9, "num_train_tasks": 4}},
      r"^algo\.num_tasks_sample: 9 must not exceed algo\.num_train_tasks \(4\)"),
     ({"algo": {"name": "pearl", "num_steps_prior": 0}}, r"^algo\.num_extra_rl_steps_posterior"),
-    ({"algo": {"name": "pearl"}, "policy": {"activation": "tanh"}}, r"^policy\.activation"),
+    ({"algo": {"name": "pearl"}, "policy": {"activation": "tanh"}},
+     r"^policy\.activation: the policy section is not used by algo\.name 'pearl'"),
+    ({"algo": {"name": "pearl"}, "sampler": {"episodes_per_task": 3}},
+     r"^sampler\.episodes_per_task: not used by algo\.name 'pearl'"),
+    ({"algo": {"name": "pearl", "max_kl": 0.1}},
+     r"^algo\.max_kl: unknown key for algo\.name 'pearl' \(it is a key of maml_trpo, trpo\)"),
     ({"algo": {"name": "pearl", "reward_scale": 0}}, r"^algo\.reward_scale: 0"),
     ({"algo": {"name": "pearl", "kl_lambd": 1}}, r"did you mean 'kl_lambda'"),
 ])
 def test_pearl_config_errors_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         config_from_dict(override)
-    # MAML configs never see PEARL's cross-key checks
-    config_from_dict({"algo": {"num_tasks_sample": 9, "num_train_tasks": 4}})
+    # a MAML config rejects PEARL's keys instead of ignoring them
+    with pytest.raises(ConfigError, match=r"^algo\.num_tasks_sample: unknown key for "
+                                          r"algo\.name 'maml_trpo' \(it is a key of pearl\)"):
+        config_from_dict({"algo": {"num_tasks_sample": 9, "num_train_tasks": 4}})
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +110,7 @@ def test_eval_writes_the_context_trajectory_curve(pearl_run, tmp_path):
     assert (tmp_path / "again" / "adaptation.csv").read_text() == (out / "adaptation.csv").read_text()
 
     refused = metarl("eval", run_dir, "--baselines", "random", "--out", tmp_path / "b", cwd=work)
-    assert refused.returncode == 2 and "not defined for a PEARL run" in refused.stderr
+    assert refused.returncode == 2 and "not defined for a pearl run" in refused.stderr
 
 
 def test_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
@@ -131,3 +133,64 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
     a = load_checkpoint(whole / "checkpoints" / "iter_000003.pt")["algo_state"]["networks"]
     b = load_checkpoint(part / "checkpoints" / "iter_000003.pt")["algo_state"]["networks"]
     assert all(a[k].equal(b[k]) for k in a)
+
+
+# what a PEARL run's config looked like before `algo` was scoped to its algorithm: every
+# algorithm's keys in `algo`, and the actor/Q/V widths in `policy`
+_OLD_MAML_KEYS = {"inner_steps": 1, "inner_step_size": 0.1, "first_order": False,
+                  "normalize_advantages": True, "gae_lambda": 1.0, "baseline_reg": 1e-5,
+                  "max_kl": 0.01, "fisher": "gauss_newton", "fisher_subsample": 1.0,
+                  "cg_iters": 10, "cg_damping": 1e-5, "ls_max_steps": 15,
+                  "ls_backtrack_ratio": 0.8, "eval_step_sizes": [0.1, 0.05]}
+
+
+def _old_format(config):
+    old = yaml.safe_load(yaml.safe_dump(config))
+    old["policy"] = {"hidden_sizes": old["algo"].pop("hidden_sizes"), "activation": "relu",
+                     "init_std": 1.0, "min_std": 1e-6}
+    old["algo"].update(_OLD_MAML_KEYS)
+    old["sampler"]["episodes_per_task"] = 20
+    return old
+
+
+def test_a_run_written_before_scoped_configs_still_evaluates_and_resumes(pearl_run, tmp_path):
+    run_dir, _, work = pearl_run
+    old = tmp_path / "old_run"
+    shutil.copytree(run_dir, old)
+    config = yaml.safe_load((old / "config.yaml").read_text())
+    (old / "config.yaml").write_text(yaml.safe_dump(_old_format(config)))
+    for path in (old / "checkpoints").glob("iter_*.pt"):
+        state = load_checkpoint(path)
+        state["config"] = _old_format(state["config"])
+        save_checkpoint(path, state)
+    with pytest.raises(ConfigError, match=r"^algo\.\w+: unknown key for algo\.name 'pearl'"):
+        load_config(old / "config.yaml")  # as a user's config: an error, not a silent ignore
+
+    evaluated = metarl("eval", old, "--tasks", 3, "--steps", 1, "--out", tmp_path / "eval",
+                       "--device", "cpu", cwd=work)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "written by an earlier metarl; moved policy.hidden_sizes to algo.hidden_sizes; " \
+           "dropped what algo.name 'pearl' never read: algo.inner_steps" in evaluated.stdout
+    resumed = metarl("train", "--resume", old, "--set", "train.iterations=3", cwd=work)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "written by an earlier metarl" in resumed.stdout and "iter 3/3" in resumed.stdout
+    saved = yaml.safe_load((old / "config.yaml").read_text())  # rewritten in today's form
+    assert "policy" not in saved and saved["algo"]["hidden_sizes"] == [16, 16]
+    assert "max_kl" not in saved["algo"]
+
+
+def test_eval_builds_only_what_adaptation_needs(pearl_run):
+    run_dir, _, _ = pearl_run
+    import torch
+
+    from metarl.runs import load_run
+
+    run = load_run(run_dir, torch.device("cpu"))
+    try:
+        learner = run.parts.algo
+        assert not hasattr(learner, "replay_buffer") and not hasattr(learner, "critic_optimizer")
+        trained = load_checkpoint(run.checkpoint)["algo_state"]["networks"]
+        for name, value in learner.nets.state_dict().items():
+            assert torch.equal(value, trained[name]), name
+    finally:
+        run.parts.sampler.close()

@@ -87,7 +87,7 @@ def test_collection_fails_naming_the_task_when_every_simulation_diverges_at_its_
     message = str(raised.value)
     assert "\n" not in message
     for part in (f"training task 0 {algo.train_tasks[0]!r}", "'FaultyNavigation2D-v0'",
-                 "still needs 40 of the 40 steps of pearl.num_initial_steps",
+                 "still needs 40 of the 40 steps of algo.num_initial_steps",
                  "every simulation (2 per round) diverged at its first step",
                  "so did 3 more training task(s)", "env.kwargs"):
         assert part in message, part
@@ -120,8 +120,9 @@ def test_collection_names_the_diverging_task_while_the_others_collect():
 def test_tasks_whose_episodes_are_short_but_valid_still_collect_their_steps(env_kwargs):
     budget = StepBudget(limit=20_000)
     algo = _pearl({**env_kwargs, "budget": budget})
-    stats = algo.train_iteration()
-    assert stats["env_steps"] == 4 * 40 + 2 * (20 + 20 + 40)  # one step per episode: exact
+    result = algo.train_iteration()
+    stats = result.scalars
+    assert result.env_steps == 4 * 40 + 2 * (20 + 20 + 40)  # one step per episode: exact
     assert all(size >= 40 for size in algo.replay_buffer.sizes)
     diverging = env_kwargs["diverge_at"] == 1
     assert (stats["diagnostics/sim_diverged"] > 0) == diverging
@@ -185,7 +186,7 @@ def test_nan_injected_before_an_iteration_is_rolled_back_and_does_not_return(inj
     name = inject(algo)
     assert _non_finite(algo)
 
-    stats = algo.train_iteration()  # would sample with a NaN policy, or restore the NaN
+    stats = algo.train_iteration().scalars  # would sample with a NaN policy, or restore the NaN
     assert not _non_finite(algo)
     assert algo.skip_reason is not None and "before the iteration" in algo.skip_reason
     assert name in algo.skip_reason
@@ -193,7 +194,7 @@ def test_nan_injected_before_an_iteration_is_rolled_back_and_does_not_return(inj
     for key, value in _learner_tensors(algo).items():  # exactly the state after iteration 1
         assert torch.equal(value, good[key]), key
 
-    stats = algo.train_iteration()
+    stats = algo.train_iteration().scalars
     assert algo.skip_reason is None and not _non_finite(algo)
     assert stats["diagnostics/skipped_updates"] == 0.0
     assert math.isfinite(stats["losses/qf"]) and math.isfinite(stats["losses/policy"])
@@ -202,9 +203,12 @@ def test_nan_injected_before_an_iteration_is_rolled_back_and_does_not_return(inj
 
 
 def test_non_finite_update_is_rolled_back_to_the_checked_state():
-    algo = _pearl(reward_scale=1e39)  # float32 overflows: every Bellman target is inf
+    algo = _pearl()
+    # float32 overflows: every Bellman target is inf (set after the range check, which
+    # rejects it as a setting)
+    algo.cfg.reward_scale = 1e39
     start = _copy(algo)
-    stats = algo.train_iteration()
+    stats = algo.train_iteration().scalars
     assert algo.skip_reason is not None and "rolled back" in algo.skip_reason
     assert stats["diagnostics/skipped_updates"] == 1.0
     assert not _non_finite(algo)

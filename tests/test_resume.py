@@ -70,11 +70,11 @@ def test_resume_errors_are_one_line(tmp_path, capsys):
 
 def test_resume_widens_progress_csv_for_new_columns(tmp_path):
     """A run started by an older metarl lacks newer columns; resuming keeps every row."""
-    old = RunLogger(tmp_path, 3, tensorboard=False, console=False)
+    old = RunLogger(tmp_path, tensorboard=False)
     old.log_iteration(1, 10, 1.0, 1.0, {"meta_train/return/adapt_0": -2.0})
     old.log_iteration(2, 20, 2.0, 1.0, {"meta_train/return/adapt_0": -1.5})
     old.close()
-    new = RunLogger(tmp_path, 3, tensorboard=False, console=False, resume_after=1)
+    new = RunLogger(tmp_path, tensorboard=False, resume_after=1)
     new.log_iteration(2, 20, 2.0, 1.0, {"meta_train/return/adapt_0": -1.0,
                                         "diagnostics/policy_std": 0.9})
     new.log_iteration(3, 30, 3.0, 1.0, {"meta_train/return/adapt_0": -0.5,

@@ -1,8 +1,26 @@
-"""Meta-learning algorithms (and the plain-TRPO baseline)."""
+"""Meta-learning algorithms: one contract (:class:`MetaLearner`), one registry, one room each.
 
-from .maml_trpo import MAMLTRPO, TRPO
-from .pearl import PEARL, PEARLConfig
+``maml/`` holds MAML-TRPO and plain TRPO (the MAML paper's baselines), ``pearl/`` holds
+PEARL. Importing this package imports no torch; the learners load when first used.
+"""
 
-ALGORITHMS = {cls.name: cls for cls in (MAMLTRPO, TRPO, PEARL)}
+from typing import Any
 
-__all__ = ["ALGORITHMS", "MAMLTRPO", "PEARL", "PEARLConfig", "TRPO"]
+from .base import Adaptation, AdaptationError, BuildContext, IterationStats, MetaLearner
+from .registry import AlgorithmSpec, get_algorithm, list_algorithms, register_algorithm
+
+_LAZY = {"MAMLTRPO": "metarl.algos.maml.learner", "TRPO": "metarl.algos.maml.learner",
+         "PEARL": "metarl.algos.pearl.learner"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'metarl.algos' has no attribute {name!r}")
+
+
+__all__ = ["Adaptation", "AdaptationError", "AlgorithmSpec", "BuildContext", "IterationStats",
+           "MAMLTRPO", "MetaLearner", "PEARL", "TRPO", "get_algorithm", "list_algorithms",
+           "register_algorithm"]

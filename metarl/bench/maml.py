@@ -65,6 +65,9 @@ def bench_maml(config: Path, iterations: int = 3, warmup: int = 1, overrides: It
     if warmup < 0:
         raise ValueError(f"--warmup must be >= 0, got {warmup}")
     cfg = load_config(config, list(overrides))
+    if cfg.algo.name != "maml_trpo":
+        raise ValueError(f"metarl bench maml times MAML-TRPO; {config} sets algo.name "
+                         f"{cfg.algo.name!r}")
     parts = build(cfg, resolve_device(device))
     algo = parts.algo
     say = progress or (lambda _: None)
@@ -73,7 +76,8 @@ def bench_maml(config: Path, iterations: int = 3, warmup: int = 1, overrides: It
     try:
         for i in range(warmup + iterations):
             t0 = time.perf_counter()
-            stats = algo.train_iteration()
+            result = algo.train_iteration()
+            stats = result.scalars
             total = time.perf_counter() - t0
             timed = i >= warmup
             label = f"iteration {i + 1 - warmup}" if timed else f"warm-up {i + 1}"
@@ -83,7 +87,7 @@ def bench_maml(config: Path, iterations: int = 3, warmup: int = 1, overrides: It
                 for k in PHASES:
                     sums[k] += stats[f"time/{k}"]
                 sums["total_s"] += total
-                sums["env_steps"] += stats["env_steps"]
+                sums["env_steps"] += result.env_steps
         if compare:
             compared, reference = _compare_meta_steps(algo)
             say(f"same meta-step: configured {compared:.2f}s, reference {reference:.2f}s")
@@ -99,8 +103,8 @@ def _compare_meta_steps(algo: MAMLTRPO) -> tuple[float, float]:
     """Seconds of one meta-step on fresh samples: as configured, and the reference way."""
     cfg = algo.cfg
     tasks = algo.sampler.sample_tasks(cfg.meta_batch_size, algo.task_rng)
-    adaptation = algo.adapt(tasks, cfg.inner_steps, [cfg.inner_step_size],
-                            algo.episodes_per_task).check()
+    adaptation = algo.adapt(tasks, cfg.inner_steps, algo.episodes_per_task, algo.sampler,
+                            step_sizes=[cfg.inner_step_size]).check()
     train = list(zip(adaptation.batches[:-1], adaptation.advantages))
     seconds = []
     for variant in (cfg, replace(cfg, fisher="exact", fisher_subsample=1.0)):

@@ -8,7 +8,8 @@ from typing import Any, Iterator, Protocol, Sequence
 import numpy as np
 import torch
 
-from ..envs import BatchTaskEnv, TaskFamilySpec, task_features
+from ..envs import BatchTaskEnv, TaskFamilySpec
+from ..envs.wrappers import TaskInObservation
 from .episode_batch import EpisodeBatch
 from .gym_vector import GymVectorEnv
 
@@ -52,6 +53,49 @@ class SamplerPolicy(Protocol):
                  ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
+class RolloutStreams:
+    """The random streams of rollouts: action noise (a CPU ``torch.Generator``, so a seed
+    gives the same noise on every device) and the initial-state seeds of the simulations.
+
+    A sampler owns one; whoever needs rollouts independent of it (evaluation, a
+    meta-test during training) passes its own to :meth:`BatchSampler.using`.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.generator = torch.Generator()
+        self.generator.manual_seed(seed)
+        self.reset_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(),
+                "reset_rng": self.reset_rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        if "reset_rng" in state:
+            self.reset_rng.bit_generator.state = state["reset_rng"]
+
+
+class SamplerView:
+    """A sampler's envs with other random streams: ``sample`` draws from ``streams`` and
+    leaves the sampler's own untouched; everything else is the sampler's."""
+
+    def __init__(self, sampler: "BatchSampler", streams: RolloutStreams) -> None:
+        self.sampler, self.streams = sampler, streams
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sampler, name)
+
+    def sample(self, policy: SamplerPolicy, params: dict[str, torch.Tensor],
+               tasks: Sequence[Any], episodes_per_task: int,
+               deterministic: bool = False) -> EpisodeBatch:
+        return self.sampler.sample(policy, params, tasks, episodes_per_task, deterministic,
+                                   streams=self.streams)
+
+    def using(self, streams: RolloutStreams) -> "SamplerView":
+        return self.sampler.using(streams)
+
+
 class BatchSampler:
     """Roll out a functional policy in ``len(tasks) * episodes_per_task`` simulations.
 
@@ -63,8 +107,8 @@ class BatchSampler:
     initial-state noise from per-simulation seeds, so a seed gives the same samples
     on CPU and GPU and with either backend.
 
-    With ``task_in_obs`` the task's parameters (:func:`~metarl.envs.task_features`)
-    are appended to every observation, for the paper's *oracle* baseline.
+    With ``task_in_obs`` every env is wrapped in
+    :class:`~metarl.envs.wrappers.TaskInObservation` (the paper's *oracle* baseline).
 
     A simulation that diverges (non-finite values, or MuJoCo's instability reset)
     ends its episode before the diverged step, which is masked out; it is flagged
@@ -83,21 +127,20 @@ class BatchSampler:
         self.device = torch.device(device)
         self.backend, self.threads = backend, threads
         self.task_in_obs = task_in_obs
-        self.generator = torch.Generator()
-        self.reset_rng = np.random.default_rng()
-        self.reseed(seed)
+        self.streams = RolloutStreams(seed)
         self._envs: dict[int, BatchTaskEnv] = {}
         probe = self.env(1)
-        self.env_obs_dim = int(np.prod(probe.observation_space.shape))
-        self.task_dim = (len(task_features(probe.sample_tasks(1, np.random.default_rng(0))[0]))
-                         if task_in_obs else 0)
-        self.obs_dim = self.env_obs_dim + self.task_dim
+        self.obs_dim = int(np.prod(probe.observation_space.shape))
         self.act_dim = int(np.prod(probe.action_space.shape))
 
     def reseed(self, seed: int) -> None:
-        """Restart the action-noise and initial-state streams from ``seed``."""
-        self.generator.manual_seed(seed)
-        self.reset_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+        """Restart this sampler's own action-noise and initial-state streams from ``seed``
+        (remote workers do this for every slice they are given)."""
+        self.streams = RolloutStreams(seed)
+
+    def using(self, streams: RolloutStreams) -> SamplerView:
+        """This sampler drawing from ``streams`` instead of its own."""
+        return SamplerView(self, streams)
 
     def env(self, num_envs: int) -> BatchTaskEnv:
         """The (cached) env of ``num_envs`` simulations this sampler steps."""
@@ -107,6 +150,8 @@ class BatchSampler:
                                                  threads=self.threads, **self.env_kwargs)
             else:
                 env = GymVectorEnv(self.family, num_envs, self.horizon, **self.env_kwargs)
+            if self.task_in_obs:
+                env = TaskInObservation(env)
             self._envs[num_envs] = env
         return self._envs[num_envs]
 
@@ -117,7 +162,8 @@ class BatchSampler:
     @torch.no_grad()
     def sample(self, policy: SamplerPolicy, params: dict[str, torch.Tensor],
                tasks: Sequence[Any], episodes_per_task: int,
-               deterministic: bool = False) -> EpisodeBatch:
+               deterministic: bool = False, streams: RolloutStreams | None = None
+               ) -> EpisodeBatch:
         """Roll out ``episodes_per_task`` episodes of every task; returns a padded batch
         (floating tensors in the parameters' dtype, on the sampler's device).
 
@@ -127,23 +173,22 @@ class BatchSampler:
         for :class:`~metarl.policies.tanh_gaussian.TanhGaussianPolicy`, a latent ``z``
         per simulation.
         ``deterministic`` acts with zero noise (the mean action, squashed if the policy
-        squashes) and leaves the action-noise stream untouched.
+        squashes) and leaves the action-noise stream untouched. ``streams`` replaces the
+        sampler's own random streams for this call.
         """
         with _single_torch_thread(self.device):
-            return self._sample(policy, params, tasks, episodes_per_task, deterministic)
+            return self._sample(policy, params, tasks, episodes_per_task, deterministic,
+                                streams or self.streams)
 
     def _sample(self, policy: SamplerPolicy, params: dict[str, torch.Tensor],
                 tasks: Sequence[Any], episodes_per_task: int,
-                deterministic: bool = False) -> EpisodeBatch:
+                deterministic: bool, streams: RolloutStreams) -> EpisodeBatch:
         num_tasks, horizon = len(tasks), self.horizon
         n = num_tasks * episodes_per_task
         env = self.env(n)
-        seeds = self.reset_rng.integers(0, 2**63 - 1, size=n)
+        seeds = streams.reset_rng.integers(0, 2**63 - 1, size=n)
         sim_tasks = [task for task in tasks for _ in range(episodes_per_task)]
-        obs = env.reset(sim_tasks, seeds).reshape(n, self.env_obs_dim)
-        if self.task_in_obs:
-            features = np.repeat(np.stack([task_features(task) for task in tasks]),
-                                 episodes_per_task, axis=0)
+        obs = env.reset(sim_tasks, seeds).reshape(n, self.obs_dim)
         obs_buf = np.zeros((horizon, n, self.obs_dim), dtype=np.float32)
         act_buf = np.zeros((horizon, n, self.act_dim), dtype=np.float32)
         rew_buf = np.zeros((horizon, n), dtype=np.float32)
@@ -156,16 +201,14 @@ class BatchSampler:
         dtype = next(iter(params.values())).dtype
         noise_shape = (num_tasks, episodes_per_task, self.act_dim)
         for t in range(horizon):
-            obs_buf[t, :, :self.env_obs_dim] = obs
-            if self.task_in_obs:
-                obs_buf[t, :, self.env_obs_dim:] = features
+            obs_buf[t] = obs
             obs_t = torch.from_numpy(obs_buf[t]).to(self.device, dtype)
             mean, std = policy.mean_std(obs_t.view(num_tasks, episodes_per_task, self.obs_dim),
                                         params)
             if deterministic:
                 noise = torch.zeros_like(mean)
             else:
-                noise = torch.randn(noise_shape, generator=self.generator).to(self.device, dtype)
+                noise = torch.randn(noise_shape, generator=streams.generator).to(self.device, dtype)
             actions = (mean + std * noise if actions_from_noise is None
                        else actions_from_noise(mean, std, noise))
             actions = actions.reshape(n, self.act_dim).cpu().numpy()
@@ -173,7 +216,7 @@ class BatchSampler:
                 raise NonFiniteActionError(f"task family '{self.family.id}': the policy produced "
                                            f"non-finite actions at step {t}")
             obs, reward, term, trunc, info = env.step(actions)
-            obs = obs.reshape(n, self.env_obs_dim)
+            obs = obs.reshape(n, self.obs_dim)
             bad = ~(np.isfinite(reward) & np.isfinite(obs).all(axis=1))
             if "diverged" in info:
                 bad |= info["diverged"]
@@ -194,9 +237,7 @@ class BatchSampler:
             if t == horizon - 1:
                 ended |= active  # still running at the sampler's horizon
             if ended.any():
-                final_obs[ended, :self.env_obs_dim] = obs[ended]
-                if self.task_in_obs:
-                    final_obs[ended, self.env_obs_dim:] = features[ended]
+                final_obs[ended] = obs[ended]
             if not active.any():
                 break
 
@@ -216,6 +257,11 @@ class BatchSampler:
                 final_obs.reshape(num_tasks, episodes_per_task, self.obs_dim)).to(self.device,
                                                                                   dtype))
 
+    def diagnostics(self) -> dict[str, float]:
+        """Counters of the sampler's own health since the last call, keyed by TensorBoard tag
+        (none here; the Ray backend counts worker restarts)."""
+        return {}
+
     def close(self) -> None:
         """Release the envs (threads, vector envs)."""
         for env in self._envs.values():
@@ -223,10 +269,7 @@ class BatchSampler:
         self._envs.clear()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(),
-                "reset_rng": self.reset_rng.bit_generator.state}
+        return self.streams.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        if "reset_rng" in state:
-            self.reset_rng.bit_generator.state = state["reset_rng"]
+        self.streams.load_state_dict(state)

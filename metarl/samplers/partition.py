@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..envs import TaskFamilySpec
-from .batch_sampler import BatchSampler
+from .batch_sampler import BatchSampler, RolloutStreams
 from .episode_batch import EpisodeBatch
 
 
@@ -87,10 +87,12 @@ class PartitionedSampler(BatchSampler):
         super().__init__(family, env_kwargs, horizon, device, seed, backend, threads, task_in_obs)
         self.num_partitions = num_partitions
 
-    def jobs(self, tasks: Sequence[Any]) -> list[SliceJob]:
-        """The slices of one ``sample`` call (draws their seeds from the sampler's stream)."""
+    def jobs(self, tasks: Sequence[Any], streams: RolloutStreams | None = None
+             ) -> list[SliceJob]:
+        """The slices of one ``sample`` call (draws their seeds from ``streams``, by default
+        the sampler's own)."""
         parts = partition(len(tasks), self.num_partitions)
-        seeds = self.reset_rng.integers(0, 2**63 - 1, size=len(parts))
+        seeds = (streams or self.streams).reset_rng.integers(0, 2**63 - 1, size=len(parts))
         return [SliceJob(i, p, list(tasks[p]), int(s))
                 for i, (p, s) in enumerate(zip(parts, seeds))]
 
@@ -115,10 +117,10 @@ class PartitionedSampler(BatchSampler):
 
     def _sample(self, policy: torch.nn.Module, params: dict[str, torch.Tensor],
                 tasks: Sequence[Any], episodes_per_task: int,
-                deterministic: bool = False) -> EpisodeBatch:
+                deterministic: bool, streams: RolloutStreams) -> EpisodeBatch:
         cpu_policy = policy if self.device.type == "cpu" else copy.deepcopy(policy).cpu()
         cpu_params = {k: v.detach().cpu() for k, v in params.items()}
-        batches = self.run_jobs(cpu_policy, cpu_params, self.jobs(tasks), episodes_per_task,
+        batches = self.run_jobs(cpu_policy, cpu_params, self.jobs(tasks, streams), episodes_per_task,
                                 deterministic)
         return merge_batches(batches, self.device)  # workers sampled in the params' dtype
 

@@ -233,6 +233,12 @@ class RaySampler(PartitionedSampler):
                                      sum(_nbytes(b) for b in batches))
         return batches
 
+    def diagnostics(self) -> dict[str, float]:
+        """``diagnostics/worker_restarts``: actors restarted since the last call."""
+        restarts = self.worker_restarts - getattr(self, "_restarts_reported", 0)
+        self._restarts_reported = self.worker_restarts
+        return {"diagnostics/worker_restarts": float(restarts)}
+
     def close(self) -> None:
         """Stop the actors, and Ray itself when this sampler started it."""
         if getattr(self, "workers", None):

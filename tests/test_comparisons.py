@@ -2,12 +2,14 @@
 oracle, and `metarl eval --baselines` end to end with a tiny budget."""
 
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
+from metarl.algos.maml import TRPOConfig
 from metarl.envs import DirectionTask, GoalTask, VelocityTask, get_task_family, task_features
 from metarl.policies import GaussianMLPPolicy
 from metarl.samplers import BatchSampler
@@ -46,9 +48,14 @@ def runs(tmp_path_factory):
     work = tmp_path_factory.mktemp("baselines")
     root = work / "runs"
     common = [*TINY, "--set", f"train.runs_root={root}"]
-    for extra in ([], ["--set", "algo.name=trpo"],
-                  ["--set", "algo.name=trpo", "--set", "env.task_in_observation=true"]):
-        proc = metarl("train", CONFIG, *common, *extra, cwd=work)
+    # the baselines' config: the MAML config's keys that TRPO has (no inner loop)
+    data = yaml.safe_load(CONFIG.read_text())
+    keys = {f.name for f in dataclasses.fields(TRPOConfig)}
+    data["algo"] = {k: v for k, v in data["algo"].items() if k in keys} | {"name": "trpo"}
+    (work / "trpo.yaml").write_text(yaml.safe_dump(data))
+    for config, extra in ((CONFIG, []), (work / "trpo.yaml", []),
+                          (work / "trpo.yaml", ["--set", "env.task_in_observation=true"])):
+        proc = metarl("train", config, *common, *extra, cwd=work)
         assert proc.returncode == 0, proc.stderr
     by_algo = {}
     for run in root.iterdir():

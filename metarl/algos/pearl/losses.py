@@ -16,8 +16,8 @@ from typing import Iterator, NamedTuple
 import torch
 from torch import nn
 
-from ..replay_buffer import Transitions
-from .pearl_networks import PEARLNetworks, kl_to_standard_normal
+from .replay_buffer import Transitions
+from .networks import PEARLNetworks, kl_to_standard_normal
 
 
 class CriticLoss(NamedTuple):

@@ -16,24 +16,24 @@ One meta-iteration:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from ..config import AlgoConfig
-from ..errors import NumericalError
-from ..optim import (
+from ...policies import GaussianMLPPolicy, stack_params
+from ...samplers import BatchSampler, EpisodeBatch
+from ..base import Adaptation, BuildContext, IterationStats, MetaLearner, StepCallback
+from .config import MAMLTRPOConfig, TRPOConfig
+from ...optim import (
     LineSearchResult,
     backtracking_line_search,
     conjugate_gradient,
     flat,
     trust_region_step,
 )
-from ..policies import GaussianMLPPolicy, stack_params
-from ..samplers import BatchSampler, EpisodeBatch
-from .maml_kernels import fisher_vector_product, inner_step
+from .kernels import fisher_vector_product, inner_step
 from .policy_gradient import compute_advantages, reinforce_loss, surrogate_loss
 
 Params = dict[str, torch.Tensor]
@@ -44,52 +44,51 @@ def _detached(params: Params) -> Params:
 
 
 @dataclass
-class Adaptation:
-    """What :meth:`MAMLTRPO.adapt` returns.
+class GradientAdaptation(Adaptation):
+    """What :meth:`MAMLTRPO.adapt` returns: the batches (batch ``k`` sampled after ``k``
+    gradient steps) and what the meta-update needs besides.
 
     Attributes:
-        batches: ``num_steps + 1`` batches; batch ``k`` was sampled after ``k`` steps.
         advantages: the advantages each adaptation step used (one per batch but the last).
         params: the final stacked per-task parameters.
-        sample_s: seconds spent rolling out.
         adapt_s: seconds spent on advantages (baseline fits) and inner steps.
-        failure: why adaptation stopped early (NaN/Inf advantages or adapted
-            parameters), or None; then ``batches`` holds the batches sampled so far.
     """
 
-    batches: list[EpisodeBatch]
-    advantages: list[torch.Tensor]
-    params: Params
-    sample_s: float
-    adapt_s: float
-    failure: str | None = None
-
-    def check(self) -> "Adaptation":
-        """``self``, or :class:`AdaptationError` if adaptation stopped early."""
-        if self.failure is not None:
-            raise AdaptationError(f"adaptation failed after {len(self.batches) - 1} step(s): "
-                                  f"{self.failure}")
-        return self
+    advantages: list[torch.Tensor] = field(default_factory=list)
+    params: Params = field(default_factory=dict)
+    adapt_s: float = 0.0
 
 
-class AdaptationError(NumericalError, FloatingPointError):
-    """Adaptation produced NaN or Inf (the policy's parameters or step sizes are unusable)."""
-
-
-class MAMLTRPO:
-    """Meta-learner exposing ``train_iteration()`` and, for evaluation, ``adapt()``."""
+class MAMLTRPO(MetaLearner):
+    """MAML-TRPO on the :class:`~metarl.algos.MetaLearner` contract; ``adapt`` takes
+    ``step_sizes`` too (``fine_tunable``), which evaluation's baselines use."""
 
     name = "maml_trpo"
+    label = "maml"
+    adaptation_units = "gradient steps"
+    step_size_keys = "algo.max_kl or algo.inner_step_size"
+    fine_tunable = True
     adapts_in_training = True
 
-    def __init__(self, policy: GaussianMLPPolicy, sampler: BatchSampler, cfg: AlgoConfig,
-                 episodes_per_task: int, seed: int = 0) -> None:
+    def __init__(self, policy: GaussianMLPPolicy, sampler: BatchSampler,
+                 cfg: MAMLTRPOConfig | TRPOConfig, episodes_per_task: int, seed: int = 0,
+                 training: bool = True) -> None:
         self.policy = policy
         self.sampler = sampler
         self.cfg = cfg
         self.episodes_per_task = episodes_per_task
+        self.training = training
         self.task_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
         self.skip_reason: str | None = None  # why the last meta-update was skipped, if it was
+
+    @property
+    def inner_steps(self) -> int:
+        """Inner steps per meta-iteration (none for TRPO)."""
+        return self.cfg.inner_steps if self.adapts_in_training else 0
+
+    @property
+    def inner_step_size(self) -> float:
+        return self.cfg.inner_step_size if self.adapts_in_training else 0.0
 
     # -- adaptation ---------------------------------------------------------------------------
 
@@ -101,27 +100,36 @@ class MAMLTRPO:
 
     def inner_step(self, params: Params, batch: EpisodeBatch, advantages: torch.Tensor,
                    step_size: float, create_graph: bool) -> Params:
-        """One policy-gradient step for every task (see :func:`.maml_kernels.inner_step`)."""
+        """One policy-gradient step for every task (see :func:`.kernels.inner_step`)."""
         return inner_step(self.policy, params, batch, advantages, step_size, create_graph)
 
-    def adapt(self, tasks: Sequence[Any], num_steps: int, step_sizes: Sequence[float],
-              episodes_per_task: int) -> Adaptation:
-        """Sample and adapt ``num_steps`` times for every task at once.
+    def adapt(self, tasks: Sequence[Any], k_max: int, episodes: int, sampler: BatchSampler,
+              *, seed: int | None = None, on_step: StepCallback | None = None,
+              step_sizes: Sequence[float] | None = None) -> GradientAdaptation:
+        """Sample and take a policy-gradient step ``k_max`` times for every task at once.
 
-        ``step_sizes[k]`` is used for step ``k`` (the last entry repeats). Every
-        task's rollouts of a phase are one sampler call, with per-task parameters.
+        ``step_sizes[k]`` is used for step ``k`` (the last entry repeats); by default
+        ``algo.eval_step_sizes``. Every task's rollouts of a step are one sampler call,
+        with per-task parameters. ``seed`` is unused: all randomness is the sampler's.
         """
+        if step_sizes is None:
+            if k_max > 0 and not hasattr(self.cfg, "eval_step_sizes"):
+                raise ValueError(f"{self.name}.adapt: step_sizes are needed (the algorithm "
+                                 "has no algo.eval_step_sizes)")
+            step_sizes = getattr(self.cfg, "eval_step_sizes", [0.0])
         params = stack_params(_detached(self.policy.params()), len(tasks))
         batches, advantages = [], []
         sample_s = adapt_s = 0.0
         failure = None
-        for k in range(num_steps + 1):
+        for k in range(k_max + 1):
             t0 = time.perf_counter()
-            batch = self.sampler.sample(self.policy, params, tasks, episodes_per_task)
+            batch = sampler.sample(self.policy, params, tasks, episodes)
             t1 = time.perf_counter()
             sample_s += t1 - t0
             batches.append(batch)
-            if k < num_steps:
+            if on_step is not None:
+                on_step(k, batch)
+            if k < k_max:
                 advantages.append(self.advantages(batch))
                 step_size = step_sizes[min(k, len(step_sizes) - 1)]
                 params = _detached(self.inner_step(params, batch, advantages[-1], step_size,
@@ -131,23 +139,23 @@ class MAMLTRPO:
                                             ("adapted parameters", flat(list(params.values())))])
                 if failure is not None:  # sampling with NaN parameters is pointless
                     break
-        return Adaptation(batches, advantages, params, sample_s, adapt_s, failure)
+        return GradientAdaptation(batches, sample_s, failure, advantages, params, adapt_s)
 
     def _adapted_from_meta(self, train: Sequence[tuple[EpisodeBatch, torch.Tensor]],
                            num_tasks: int, create_graph: bool) -> Params:
         params = stack_params(self.policy.params(), num_tasks)
         for batch, adv in train:
-            params = self.inner_step(params, batch, adv, self.cfg.inner_step_size, create_graph)
+            params = self.inner_step(params, batch, adv, self.inner_step_size, create_graph)
         return params
 
     # -- meta-update --------------------------------------------------------------------------
 
-    def train_iteration(self) -> dict[str, float]:
-        """Run one meta-iteration; returns scalar statistics keyed by TensorBoard tag."""
+    def train_iteration(self) -> IterationStats:
+        """Run one meta-iteration."""
         cfg = self.cfg
         tasks = self.sampler.sample_tasks(cfg.meta_batch_size, self.task_rng)
-        adaptation = self.adapt(tasks, cfg.inner_steps if self.adapts_in_training else 0,
-                                [cfg.inner_step_size], self.episodes_per_task)
+        adaptation = self.adapt(tasks, self.inner_steps, self.episodes_per_task, self.sampler,
+                                step_sizes=[self.inner_step_size])
         batches = adaptation.batches
         t1 = time.perf_counter()
         if adaptation.failure is None:
@@ -159,7 +167,7 @@ class MAMLTRPO:
                                   float("nan"), float("nan"), float("nan"))
         update_s = time.perf_counter() - t1
 
-        planned = (cfg.inner_steps if self.adapts_in_training else 0) + 1
+        planned = self.inner_steps + 1
         for k in range(planned):  # the same keys every iteration (progress.csv columns)
             batch = batches[k] if k < len(batches) else None
             stats[f"meta_train/return/adapt_{k}"] = (
@@ -180,9 +188,8 @@ class MAMLTRPO:
             "time/sample_s": adaptation.sample_s,
             "time/adapt_s": adaptation.adapt_s,
             "time/update_s": update_s,
-            "env_steps": float(sum(b.num_steps for b in batches)),
         })
-        return stats
+        return IterationStats(int(sum(b.num_steps for b in batches)), stats, self.skip_reason)
 
     def meta_update(self, train: Sequence[tuple[EpisodeBatch, torch.Tensor]],
                     valid: EpisodeBatch, old_params: Params) -> dict[str, float]:
@@ -213,15 +220,15 @@ class MAMLTRPO:
             return loss.mean(), kl.mean()
 
         theta = list(self.policy.parameters())
-        loss_before, kl_before = surrogate(create_graph=not cfg.first_order)
+        loss_before, kl_before = surrogate(create_graph=not self._first_order())
         flat_grad = flat(torch.autograd.grad(loss_before, theta)).detach()
         loss_before, kl_before = loss_before.detach(), kl_before.detach()
         full_step, residual = None, float("nan")
         self.skip_reason = self.skip_reason or _first_nonfinite(
             [("surrogate loss", loss_before), ("meta-gradient", flat_grad)])
         if self.skip_reason is None:
-            method = "first_order" if cfg.first_order else cfg.fisher
-            fvp = fisher_vector_product(method, self.policy, train, valid, cfg.inner_step_size,
+            fvp = fisher_vector_product(self._fisher_method(), self.policy, train, valid,
+                                        self.inner_step_size,
                                         _detached(old_params), cfg.cg_damping,
                                         cfg.fisher_subsample)
             direction, residual = conjugate_gradient(fvp, flat_grad, cfg.cg_iters)
@@ -249,7 +256,30 @@ class MAMLTRPO:
         return _update_stats(bool(train), result, inner_loss, loss_before.item(),
                              kl_before.item(), residual)
 
-    # -- checkpointing ------------------------------------------------------------------------
+    def _first_order(self) -> bool:
+        return self.adapts_in_training and self.cfg.first_order
+
+    def _fisher_method(self) -> str:
+        if not self.adapts_in_training:
+            return "gauss_newton"  # no inner step: every method is the policy's own Fisher
+        return "first_order" if self.cfg.first_order else self.cfg.fisher
+
+    # -- console and checkpointing ------------------------------------------------------------
+
+    def progress_line(self, iteration: int, total: int, env_steps: int, iteration_s: float,
+                      stats: IterationStats) -> str:
+        """Returns before and after adaptation, the step's KL and line-search steps."""
+        row = stats.scalars
+        width = len(str(total))
+        pre = row["meta_train/return/adapt_0"]
+        post = row[f"meta_train/return/adapt_{self.inner_steps}"]
+        kl = row.get("losses/kl_after", float("nan"))
+        return (f"iter {iteration:>{width}}/{total} | env steps {env_steps:>11,} | return pre "
+                f"{pre:8.2f} post {post:8.2f} | kl {kl:.4f} ls "
+                f"{int(row.get('diagnostics/line_search_steps', 0)):>2} | {iteration_s:5.1f}s")
+
+    def eval_settings(self) -> dict[str, Any]:
+        return {"step_sizes": list(getattr(self.cfg, "eval_step_sizes", []))}
 
     def state_dict(self) -> dict[str, Any]:
         return {"policy": self.policy.state_dict(),
@@ -257,9 +287,12 @@ class MAMLTRPO:
                 "sampler": self.sampler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """The policy; when training, the task and sampler streams too (an evaluation build
+        keeps its own sampler's)."""
         self.policy.load_state_dict(state["policy"])
-        self.task_rng.bit_generator.state = state["task_rng"]
-        self.sampler.load_state_dict(state["sampler"])
+        if self.training:
+            self.task_rng.bit_generator.state = state["task_rng"]
+            self.sampler.load_state_dict(state["sampler"])
 
 
 def _update_stats(adapts: bool, result: LineSearchResult | None, inner_loss: float,
@@ -298,7 +331,26 @@ class TRPO(MAMLTRPO):
     """
 
     name = "trpo"
+    step_size_keys = "algo.max_kl"
     adapts_in_training = False
+
+
+def _policy(ctx: BuildContext) -> GaussianMLPPolicy:
+    p = ctx.cfg.policy
+    return GaussianMLPPolicy(ctx.sampler.obs_dim, ctx.sampler.act_dim, p.hidden_sizes,
+                             p.activation, p.init_std, p.min_std).to(ctx.device)
+
+
+def build_maml_trpo(ctx: BuildContext) -> MAMLTRPO:
+    """``algo.name: maml_trpo``: the Gaussian MLP policy of ``policy`` and MAML-TRPO."""
+    return MAMLTRPO(_policy(ctx), ctx.sampler, ctx.cfg.algo, ctx.cfg.sampler.episodes_per_task,
+                    seed=ctx.seed, training=ctx.training)
+
+
+def build_trpo(ctx: BuildContext) -> TRPO:
+    """``algo.name: trpo``: the Gaussian MLP policy of ``policy`` and TRPO on the mixture."""
+    return TRPO(_policy(ctx), ctx.sampler, ctx.cfg.algo, ctx.cfg.sampler.episodes_per_task,
+                seed=ctx.seed, training=ctx.training)
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..policies.tanh_gaussian import TanhGaussianPolicy, mlp
+from ...policies.tanh_gaussian import TanhGaussianPolicy, mlp
 
 MIN_VARIANCE = 1e-7  # factor variances are clamped here, as in the reference code
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .samplers.episode_batch import EpisodeBatch
+from ...samplers.episode_batch import EpisodeBatch
 
 
 def baseline_features(batch: EpisodeBatch) -> torch.Tensor:

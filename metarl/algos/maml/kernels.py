@@ -39,9 +39,9 @@ from typing import Callable, Sequence
 import torch
 from torch.distributions import Independent, Normal, kl_divergence
 
-from ..optim import flat, hessian_vector_product
-from ..policies import GaussianMLPPolicy, stack_params
-from ..samplers import EpisodeBatch
+from ...optim import flat, hessian_vector_product
+from ...policies import GaussianMLPPolicy, stack_params
+from ...samplers import EpisodeBatch
 from .policy_gradient import reinforce_loss
 
 Params = dict[str, torch.Tensor]

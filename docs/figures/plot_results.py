@@ -1,0 +1,84 @@
+"""Draw the figures of README.md and docs/results.md from the measured values of their tables.
+
+Nothing here is re-measured: every number is copied from a table in docs/results.md (mean
+return and standard error across held-out tasks, as `metarl eval` wrote them to
+`adaptation.csv`). The comment above each table names the section and the command that
+measured it. Run from the repository root:
+
+    python docs/figures/plot_results.py
+
+and it writes the PNGs next to this file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from metarl.evaluation import AdaptationPoint, plot_adaptation
+
+OUT = Path(__file__).resolve().parent
+
+# method -> [(mean_return, stderr) for step 0, 1, ...]; stderr is across tasks.
+Table = dict[str, list[tuple[float, float]]]
+
+
+def points(table: Table, n_tasks: int) -> list[AdaptationPoint]:
+    return [AdaptationPoint(method, step, mean, stderr, n_tasks)
+            for method, row in table.items() for step, (mean, stderr) in enumerate(row)]
+
+
+# docs/results.md, "Half-cheetah velocity and direction" (HalfCheetahVel-v0 table):
+# `metarl train configs/maml_trpo/half_cheetah_vel.yaml` (500 iterations), then
+# `metarl eval RUN_DIR --grad-steps 3 --baselines pretrained,random,oracle`; 40 held-out tasks.
+# The oracle is measured once and drawn at every step, as `metarl eval` draws it.
+HALF_CHEETAH_VEL: Table = {
+    "MAML (iteration 500)": [(-151.1, 10.5), (-122.3, 7.1), (-119.0, 6.9), (-119.6, 7.1)],
+    "pretrained (step 0.025)": [(-151.6, 7.1), (-143.7, 7.1), (-135.9, 7.0), (-131.8, 7.0)],
+    "random init (step 0.4)": [(-251.6, 12.1), (-241.1, 12.9), (-225.7, 13.4), (-219.8, 13.4)],
+    "oracle": [(-156.8, 9.6)] * 4,
+}
+
+# docs/results.md, "Half-cheetah velocity and direction" (HalfCheetahDir-v0 table):
+# `metarl train configs/maml_trpo/half_cheetah_dir.yaml` (200 iterations), then
+# `metarl eval RUN_DIR --grad-steps 3 --baselines pretrained,random,oracle`; 40 held-out tasks.
+HALF_CHEETAH_DIR: Table = {
+    "MAML (iteration 200)": [(-38.8, 6.6), (43.9, 11.5), (73.8, 12.0), (94.9, 12.2)],
+    "pretrained (step 0.2)": [(-36.8, 2.7), (-24.3, 3.6), (-14.9, 4.3), (-5.2, 5.3)],
+    "random init (step 0.2)": [(-46.0, 2.3), (-23.0, 5.6), (-8.2, 6.9), (18.1, 11.2)],
+    "oracle": [(220.9, 21.6)] * 4,
+}
+
+# docs/results.md, "PEARL: 2D navigation":
+# `metarl train configs/pearl/navigation_2d.yaml` (40 iterations), then
+# `metarl eval RUN_DIR --tasks 40 --grad-steps 4`; 40 fresh tasks x 4 simulations.
+PEARL_NAVIGATION: Table = {
+    "PEARL, shipped config": [(-17.73, 0.82), (-14.71, 0.84), (-11.23, 0.67), (-9.71, 0.62),
+                              (-9.22, 0.61)],
+}
+
+# docs/results.md, "PEARL: half-cheetah velocity on a CPU":
+# `metarl train configs/pearl/half_cheetah_vel_cpu.yaml` (stopped after 184 iterations), then
+# `metarl eval RUN_DIR --tasks 40 --grad-steps 3`; MAML rows from the velocity runs above.
+# PEARL's k counts context trajectories, MAML's k gradient steps.
+PEARL_VS_MAML_CHEETAH: Table = {
+    "PEARL, CPU config (0.39M steps)": [(-144.1, 9.8), (-58.6, 4.2), (-62.2, 4.7), (-60.9, 4.6)],
+    "MAML, 120 it. (38.4M steps)": [(-166.9, 9.8), (-156.0, 9.1), (-150.8, 8.8), (-149.5, 8.8)],
+    "MAML, 325 it. (104M steps)": [(-158.7, 10.6), (-134.7, 8.1), (-130.3, 7.5), (-128.0, 6.9)],
+    "MAML, 500 it. (160M steps)": [(-151.1, 10.5), (-122.3, 7.1), (-119.0, 6.9), (-119.6, 7.1)],
+}
+
+
+def main() -> None:
+    plot_adaptation(OUT / "maml_half_cheetah_vel.png", points(HALF_CHEETAH_VEL, 40),
+                    "MAML-TRPO vs. baselines, HalfCheetahVel-v0", "number of gradient steps")
+    plot_adaptation(OUT / "maml_half_cheetah_dir.png", points(HALF_CHEETAH_DIR, 40),
+                    "MAML-TRPO vs. baselines, HalfCheetahDir-v0", "number of gradient steps")
+    plot_adaptation(OUT / "pearl_navigation_2d.png", points(PEARL_NAVIGATION, 40),
+                    "PEARL, Navigation2D-v0", "context trajectories k")
+    plot_adaptation(OUT / "pearl_vs_maml_half_cheetah_vel.png",
+                    points(PEARL_VS_MAML_CHEETAH, 40), "HalfCheetahVel-v0, v* ~ U[0, 2]",
+                    "k (PEARL: context trajectories; MAML: gradient steps)")
+
+
+if __name__ == "__main__":
+    main()

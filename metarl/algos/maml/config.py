@@ -1,0 +1,53 @@
+"""The ``algo`` keys of MAML-TRPO (``algo.name: maml_trpo``) and of plain TRPO on the task
+mixture (``algo.name: trpo``, the MAML paper's pretrained and oracle baselines).
+
+Defaults are the MAML paper's (Finn et al. 2017, appendix A; github.com/cbfinn/maml_rl
+``maml_examples/maml_trpo_*.py``). Torch-free: configs are checked before torch loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...schema import setting
+
+
+@dataclass
+class TRPOConfig:
+    """TRPO on the mixture of tasks: one policy for all tasks, no adaptation in training."""
+
+    name: str = setting("trpo", "Algorithm (see `metarl algos`).")
+    meta_batch_size: int = setting(20, "Tasks sampled per iteration.", ge=1, le=10**6)
+    gamma: float = setting(0.99, "Discount factor.", gt=0, le=1)
+    gae_lambda: float = setting(1.0, "GAE lambda (1.0 = Monte-Carlo advantages).", ge=0, le=1)
+    normalize_advantages: bool = setting(True, "Standardize advantages per task.")
+    baseline_reg: float = setting(1e-5, "Ridge coefficient of the linear feature value "
+                                  "baseline of the advantages.", gt=0, le=1e6)
+    max_kl: float = setting(0.01, "TRPO trust region: max mean KL per update.", gt=0, le=10)
+    fisher_subsample: float = setting(1.0, "Share of each task's episodes used for "
+                                      "Fisher-vector products (the gradient and line search "
+                                      "use all).", gt=0, le=1)
+    cg_iters: int = setting(10, "Conjugate-gradient iterations.", ge=1, le=10**4)
+    cg_damping: float = setting(1e-5, "Damping added to the Fisher-vector product.", ge=0,
+                                le=1e6)
+    ls_max_steps: int = setting(15, "Maximum backtracking line-search steps.", ge=1, le=1000)
+    ls_backtrack_ratio: float = setting(0.8, "Step shrink factor per line-search step.", gt=0,
+                                        lt=1)
+
+
+@dataclass
+class MAMLTRPOConfig(TRPOConfig):
+    """MAML with a TRPO meta-optimizer: TRPO's keys plus the inner loop's."""
+
+    name: str = setting("maml_trpo", "Algorithm (see `metarl algos`).")
+    inner_steps: int = setting(1, "Inner-loop policy-gradient steps during meta-training.",
+                               ge=1, le=100)
+    inner_step_size: float = setting(0.1, "Inner-loop step size alpha.", gt=0, le=1e3)
+    first_order: bool = setting(False, "Drop second-order terms of the meta-gradient (FOMAML).")
+    fisher: str = setting("gauss_newton", "Fisher-vector products of the meta-step's KL: exact "
+                          "(double backprop), gauss_newton (same values, jvp/vjp), first_order "
+                          "(ignores the inner step's Jacobian; approximate).",
+                          choices=("exact", "gauss_newton", "first_order"))
+    eval_step_sizes: list[float] = setting(
+        [0.1, 0.05], "Step sizes of `metarl eval`'s adaptation: step k uses entry "
+        "min(k, len-1).", gt=0, le=1e3)

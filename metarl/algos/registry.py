@@ -1,0 +1,145 @@
+"""The algorithm registry: ``algo.name`` -> the algorithm's config dataclass and builder.
+
+Built-in algorithms are registered here, by module path, so that looking one up (config
+validation, ``metarl algos``) imports no torch. ``algo.name: "my_module:my_algo"``
+imports ``my_module`` first, which registers ``my_algo`` with :func:`register_algorithm`,
+as ``env.id: "my_module:MyFamily-v0"`` does for task families.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Mapping
+
+from ..plugins import import_user_module
+from ..schema import ConfigError
+
+if TYPE_CHECKING:
+    from .base import BuildContext, MetaLearner
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """A registered algorithm.
+
+    Attributes:
+        name: the value of ``algo.name``.
+        config: dataclass of its ``algo`` keys (fields declared with
+            :func:`metarl.schema.setting`; a ``name`` field first). May define
+            ``validate(prefix)`` for checks across keys.
+        build: ``BuildContext -> MetaLearner``, or ``"module:function"`` imported on use.
+        description: one line for ``metarl algos`` and the key reference.
+        unused: keys of other sections the algorithm never reads (``"policy"`` for a whole
+            section, ``"sampler.episodes_per_task"`` for one key), each with the reason;
+            setting one is an error.
+        torch_threads: torch threads for ``train.threads: auto``; None = every usable CPU.
+        meta_learner: False for a baseline that ``metarl eval`` does not evaluate on its own
+            (plain TRPO: it is fine-tuned through ``--baselines``).
+        best_by: the ``progress.csv`` column of the post-adaptation training return that
+            ``metarl eval --checkpoint best`` ranks iterations by; ``{K}`` stands for the
+            largest logged number. None: the algorithm has no such return.
+    """
+
+    name: str
+    config: type
+    build: Callable[["BuildContext"], "MetaLearner"] | str
+    description: str = ""
+    unused: Mapping[str, str] = field(default_factory=dict)
+    torch_threads: int | None = None
+    meta_learner: bool = True
+    best_by: str | None = None
+
+    def builder(self) -> Callable[["BuildContext"], "MetaLearner"]:
+        """The build function (imported now if it was given as ``"module:function"``)."""
+        if callable(self.build):
+            return self.build
+        module, _, attr = self.build.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def keys(self) -> list[str]:
+        """The ``algo`` keys of this algorithm."""
+        return [f.name for f in dataclasses.fields(self.config)]
+
+
+_REGISTRY: dict[str, AlgorithmSpec] = {}
+
+
+def register_algorithm(name: str, *, config: type,
+                       build: Callable[["BuildContext"], "MetaLearner"] | str,
+                       description: str = "", unused: Mapping[str, str] | None = None,
+                       torch_threads: int | None = None, meta_learner: bool = True,
+                       best_by: str | None = None, override: bool = False) -> AlgorithmSpec:
+    """Make ``algo.name: <name>`` train and evaluate with ``build`` (see :class:`AlgorithmSpec`)."""
+    if not name or ":" in name or not name.isprintable():
+        raise ValueError(f"algorithm name {name!r}: use a plain word such as 'my_algo'")
+    if name in _REGISTRY and not override:
+        raise ValueError(f"algorithm {name!r} is already registered (pass override=True "
+                         "to replace it)")
+    if not dataclasses.is_dataclass(config) or "name" not in {f.name for f in
+                                                              dataclasses.fields(config)}:
+        raise ValueError(f"algorithm {name!r}: config must be a dataclass with a 'name' field")
+    spec = AlgorithmSpec(name, config, build, description, dict(unused or {}), torch_threads,
+                         meta_learner, best_by)
+    _REGISTRY[name] = spec
+    return spec
+
+
+def get_algorithm(name: str) -> AlgorithmSpec:
+    """The algorithm ``algo.name`` names; ``"module:name"`` imports ``module`` first."""
+    module, sep, rest = name.rpartition(":")
+    if sep:
+        problem = import_user_module(module)
+        if problem:
+            raise ConfigError(f"algo.name: {name!r}: {problem}")
+        name = rest
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"algo.name: {name!r} is not a registered algorithm{hint} "
+                          f"(registered: {', '.join(sorted(_REGISTRY))}; add one with "
+                          "metarl.algos.register_algorithm, and name it 'module:name')") from None
+
+
+def list_algorithms() -> list[AlgorithmSpec]:
+    """Every registered algorithm, sorted by name."""
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def owners_of(key: str) -> list[str]:
+    """Names of the registered algorithms that have ``algo.<key>``."""
+    return [s.name for s in list_algorithms() if key in s.keys()]
+
+
+def _register_builtins() -> None:
+    from .maml.config import MAMLTRPOConfig, TRPOConfig
+    from .pearl.config import PEARLConfig
+
+    register_algorithm(
+        "maml_trpo", config=MAMLTRPOConfig, build="metarl.algos.maml.learner:build_maml_trpo",
+        description="MAML with a TRPO meta-optimizer (Finn et al. 2017), batched over tasks",
+        best_by="meta_train/return/adapt_{K}", override=True)
+    register_algorithm(
+        "trpo", config=TRPOConfig, build="metarl.algos.maml.learner:build_trpo",
+        description="TRPO on the task mixture, no adaptation in training: the MAML paper's "
+                    "pretrained and (with env.task_in_observation) oracle baselines",
+        meta_learner=False, override=True)
+    pearl_nets = "PEARL's networks are set under algo (hidden_sizes, encoder_hidden_sizes)"
+    register_algorithm(
+        "pearl", config=PEARLConfig, build="metarl.algos.pearl.learner:build_pearl",
+        description="PEARL: probabilistic context encoder + soft actor-critic (Rakelly et al. "
+                    "2019), off-policy",
+        unused={"policy": pearl_nets,
+                "sampler.episodes_per_task": "PEARL collects by steps (algo.num_steps_prior, "
+                                             "num_extra_rl_steps_posterior, ...)"},
+        # thousands of small matrix products per iteration: splitting them across threads
+        # costs more than it saves, and spinning OpenMP threads lose time slices to any other
+        # busy process (docs/performance.md, Threads)
+        torch_threads=1, best_by="meta_train/return/posterior", override=True)
+
+
+_register_builtins()
