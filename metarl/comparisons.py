@@ -61,7 +61,7 @@ def parse_baselines(text: str | None) -> dict[str, Path | None]:
 
 
 def _is_baseline_of(cfg: Config, other: Config, method: str) -> bool:
-    return (other.algo.name == "trpo" and other.env.id == cfg.env.id
+    return (not other.algorithm.meta_learner and other.env.id == cfg.env.id
             and other.env.kwargs == cfg.env.kwargs and other.env.horizon == cfg.env.horizon
             and other.env.task_in_observation == (method == "oracle"))
 
@@ -222,6 +222,7 @@ def evaluate_baselines(run: LoadedRun, tasks: Sequence[Any], steps: int, seed: i
                 points += more
                 info[method] = {"checkpoint": source, "step_size": step, "tuning_score": score}
         finally:
+            learner.close()
             if baseline is not None:
                 baseline.parts.sampler.close()
     return points, info, tuning.info(cfg.env.id) if tuning is not None else None

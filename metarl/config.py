@@ -218,13 +218,20 @@ def _check_consistency(cfg: Config) -> None:
 def migrate_saved_config(data: Any) -> tuple[Any, list[str]]:
     """A run directory's saved config made loadable by this metarl, and what was changed.
 
-    Runs written before ``algo`` was scoped to its algorithm saved every algorithm's keys
-    (and PEARL runs the Gaussian policy's): the keys their algorithm never read are
-    dropped, which is what that run did with them. PEARL's ``policy.hidden_sizes`` (its
-    actor, Q and V widths then) moves to ``algo.hidden_sizes``. User-written configs are
-    never migrated: there such keys are errors.
+    Runs written before ``algo`` was scoped to its algorithm saved one union of every
+    algorithm's keys (and PEARL runs the Gaussian policy's): recognised by an ``algo``
+    section holding every key of both MAML-TRPO and PEARL, as only those dumps do. Keys
+    the run's algorithm does not have are dropped: PEARL and MAML-TRPO never read them;
+    TRPO read ``fisher`` and ``first_order``, which without an inner step all give the
+    policy's own Fisher (the values it now always uses, up to rounding). PEARL's
+    ``policy.hidden_sizes`` (its actor, Q and V widths then) moves to ``algo.hidden_sizes``.
+    Any other config is returned unchanged: there such keys are errors.
     """
     if not isinstance(data, dict) or not isinstance(data.get("algo"), dict):
+        return data, []
+    union = (set(get_algorithm("maml_trpo").keys()) | set(get_algorithm("pearl").keys())) \
+        - {"hidden_sizes"}  # PEARL's widths were policy.hidden_sizes then
+    if not union <= set(data["algo"]):
         return data, []
     data = copy.deepcopy(data)
     algo = data["algo"]
@@ -252,7 +259,8 @@ def migrate_saved_config(data: Any) -> tuple[Any, list[str]]:
             dropped.append(f"the {section} section")
             del data[section]
     if dropped:
-        notes.append(f"dropped what algo.name {spec.name!r} never read: {', '.join(dropped)}")
+        notes.append(f"dropped the keys algo.name {spec.name!r} does not have: "
+                     f"{', '.join(dropped)}")
     return data, notes
 
 

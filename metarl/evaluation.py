@@ -164,6 +164,7 @@ def evaluate_run(run_dir: Path, num_tasks: int = 40, steps: int = 3, seed: int =
         return _evaluate(run, num_tasks, steps, seed, out_dir, baselines, step_grid, num_tuning,
                          prog)
     finally:
+        run.parts.algo.close()
         run.parts.sampler.close()
 
 

@@ -120,10 +120,12 @@ def training_returns(run_dir: Path, spec: AlgorithmSpec) -> tuple[str, dict[int,
         head, _, tail = column.partition("{K}")
         pattern = re.compile(f"^{re.escape(head)}(\\d+){re.escape(tail)}$")
         numbers = [int(m.group(1)) for c in columns if (m := pattern.match(c))]
-        column = column.replace("{K}", str(max(numbers))) if numbers else column
+        column = column.replace("{K}", str(max(numbers)) if numbers else "K")
     if column not in columns:
-        raise CheckpointError(f"--checkpoint best: {path} has no column {column} (the "
-                              f"{spec.name} training return); use latest or an iteration number")
+        hint = f" ({spec.best_by_hint})" if spec.best_by_hint else ""
+        raise CheckpointError(f"--checkpoint best: {path} has no column {column}, the "
+                              f"{spec.name} training return{hint}; use latest or an iteration "
+                              "number")
     returns: dict[int, float] = {}
     for row in rows:
         try:

@@ -110,7 +110,7 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
                 t0 = time.perf_counter()
                 result = algo.train_iteration()
                 iteration_s = time.perf_counter() - t0
-                stats = {**result.scalars, **parts.sampler.diagnostics()}
+                stats = dict(result.scalars)
                 env_steps += result.env_steps
                 stats["time/sps"] = result.env_steps / iteration_s
                 t_test = time.perf_counter()
@@ -118,6 +118,7 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
                 if meta_test:
                     stats.update(meta_test)
                     stats["time/meta_test_s"] = time.perf_counter() - t_test
+                stats.update(parts.sampler.diagnostics())  # e.g. Ray restarts, meta-test's too
                 result.scalars = stats
                 logger.log_iteration(iteration, env_steps, time.perf_counter() - start,
                                      iteration_s, stats)

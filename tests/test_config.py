@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from metarl.algos import get_algorithm
-from metarl.config import Config, ConfigError, describe_fields, load_config
+from metarl.config import ConfigError, describe_fields, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "configs").rglob("*.yaml"))

@@ -228,11 +228,11 @@ def test_sampled_next_observations_follow_the_navigation_dynamics():
 
 def test_deterministic_sampling_uses_the_mean_action_and_no_noise():
     algo = _pearl()
-    state = algo.sampler.generator.get_state()
+    state = algo.sampler.streams.generator.get_state()
     z = torch.zeros(1, 1, 3)
     batch = algo.sampler.sample(algo.nets.policy, {"z": z}, algo.train_tasks[:1], 1,
                                 deterministic=True)
-    assert torch.equal(algo.sampler.generator.get_state(), state)
+    assert torch.equal(algo.sampler.streams.generator.get_state(), state)
     mean, _ = algo.nets.policy(batch.observations[0, 0, :1], z[0, 0, None])
     torch.testing.assert_close(batch.actions[0, 0, :1], algo.nets.policy.to_env_action(mean.tanh()))
 

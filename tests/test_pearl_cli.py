@@ -170,7 +170,7 @@ def test_a_run_written_before_scoped_configs_still_evaluates_and_resumes(pearl_r
                        "--device", "cpu", cwd=work)
     assert evaluated.returncode == 0, evaluated.stderr
     assert "written by an earlier metarl; moved policy.hidden_sizes to algo.hidden_sizes; " \
-           "dropped what algo.name 'pearl' never read: algo.inner_steps" in evaluated.stdout
+           "dropped the keys algo.name 'pearl' does not have: algo.inner_steps" in evaluated.stdout
     resumed = metarl("train", "--resume", old, "--set", "train.iterations=3", cwd=work)
     assert resumed.returncode == 0, resumed.stderr
     assert "written by an earlier metarl" in resumed.stdout and "iter 3/3" in resumed.stdout

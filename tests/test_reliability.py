@@ -159,7 +159,22 @@ _values = st.recursive(_scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=10), inner, max_size=3)),
     max_leaves=8)
 _sections = ["env", "policy", "sampler", "algo", "train", "logging"]
-_keys = [path.split(".") for path, _, _ in describe_fields()]
+# every key of every built-in algorithm: (algorithm, section, key)
+_keys = [(algo, *path.split(".")) for algo in ("maml_trpo", "trpo", "pearl")
+         for path, _, _ in describe_fields(algo)]
+
+
+def _config(algo, section, name, value):
+    """``{section: {name: value}}`` in a config for ``algo``."""
+    data = {"algo": {"name": algo}}
+    data.setdefault(section, {})[name] = value
+    return data
+
+
+def _names_the_key(message, section, name):
+    # a cross-key check may name its partner key first (num_tasks_sample vs num_train_tasks)
+    return message.startswith((f"{section}.{name}", "policy.")) or \
+        section == "algo" and message.startswith("algo.")
 
 
 def _assert_one_line_error(err: ConfigError) -> None:
@@ -180,23 +195,23 @@ def test_arbitrary_structures_give_config_or_one_line_error(data):
 @settings(max_examples=400, deadline=None, derandomize=True)
 @given(st.sampled_from(_keys), _values)
 def test_any_value_for_a_known_key_is_accepted_or_named(key, value):
-    section, name = key
+    algo, section, name = key
     try:
-        cfg = config_from_dict({section: {name: value}})
+        cfg = config_from_dict(_config(algo, section, name, value))
     except ConfigError as err:
         _assert_one_line_error(err)
-        assert str(err).startswith(f"{section}.{name}") or str(err).startswith("policy.")
+        assert _names_the_key(str(err), section, name), str(err)
     else:
         assert getattr(getattr(cfg, section), name) is not None or value is None
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
-@given(st.sampled_from([k for k in _keys if k[1] not in ("kwargs", "id", "runs_root")]),
+@given(st.sampled_from([k for k in _keys if k[2] not in ("kwargs", "id", "runs_root", "name")]),
        st.sampled_from([float("nan"), float("inf"), -float("inf"), -1, -1e300, 1e300, 10**30]))
 def test_nan_negative_and_huge_numbers_are_rejected_or_in_range(key, value):
-    section, name = key
+    algo, section, name = key
     with pytest.raises(ConfigError) as info:
-        config_from_dict({section: {name: value}})
+        config_from_dict(_config(algo, section, name, value))
     _assert_one_line_error(info.value)
     assert f"{section}.{name}" in str(info.value)
 

@@ -51,6 +51,7 @@ class AlgorithmSpec:
     torch_threads: int | None = None
     meta_learner: bool = True
     best_by: str | None = None
+    best_by_hint: str = ""  # when the best_by column is logged, if not always
 
     def builder(self) -> Callable[["BuildContext"], "MetaLearner"]:
         """The build function (imported now if it was given as ``"module:function"``)."""
@@ -71,7 +72,8 @@ def register_algorithm(name: str, *, config: type,
                        build: Callable[["BuildContext"], "MetaLearner"] | str,
                        description: str = "", unused: Mapping[str, str] | None = None,
                        torch_threads: int | None = None, meta_learner: bool = True,
-                       best_by: str | None = None, override: bool = False) -> AlgorithmSpec:
+                       best_by: str | None = None, best_by_hint: str = "",
+                       override: bool = False) -> AlgorithmSpec:
     """Make ``algo.name: <name>`` train and evaluate with ``build`` (see :class:`AlgorithmSpec`)."""
     if not name or ":" in name or not name.isprintable():
         raise ValueError(f"algorithm name {name!r}: use a plain word such as 'my_algo'")
@@ -82,7 +84,7 @@ def register_algorithm(name: str, *, config: type,
                                                               dataclasses.fields(config)}:
         raise ValueError(f"algorithm {name!r}: config must be a dataclass with a 'name' field")
     spec = AlgorithmSpec(name, config, build, description, dict(unused or {}), torch_threads,
-                         meta_learner, best_by)
+                         meta_learner, best_by, best_by_hint)
     _REGISTRY[name] = spec
     return spec
 
@@ -139,7 +141,9 @@ def _register_builtins() -> None:
         # thousands of small matrix products per iteration: splitting them across threads
         # costs more than it saves, and spinning OpenMP threads lose time slices to any other
         # busy process (docs/performance.md, Threads)
-        torch_threads=1, best_by="meta_train/return/posterior", override=True)
+        torch_threads=1, best_by="meta_train/return/posterior",
+        best_by_hint="logged when algo.num_steps_posterior + algo.num_extra_rl_steps_posterior "
+                     "> 0", override=True)
 
 
 _register_builtins()

@@ -95,6 +95,16 @@ class SamplerView:
     def using(self, streams: RolloutStreams) -> "SamplerView":
         return self.sampler.using(streams)
 
+    # the view's streams, never the sampler's own
+    def reseed(self, seed: int) -> None:
+        self.streams = RolloutStreams(seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.streams.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.streams.load_state_dict(state)
+
 
 class BatchSampler:
     """Roll out a functional policy in ``len(tasks) * episodes_per_task`` simulations.

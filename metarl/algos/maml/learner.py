@@ -22,10 +22,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ...policies import GaussianMLPPolicy, stack_params
-from ...samplers import BatchSampler, EpisodeBatch
-from ..base import Adaptation, BuildContext, IterationStats, MetaLearner, StepCallback
-from .config import MAMLTRPOConfig, TRPOConfig
 from ...optim import (
     LineSearchResult,
     backtracking_line_search,
@@ -33,6 +29,10 @@ from ...optim import (
     flat,
     trust_region_step,
 )
+from ...policies import GaussianMLPPolicy, stack_params
+from ...samplers import BatchSampler, EpisodeBatch
+from ..base import Adaptation, BuildContext, IterationStats, MetaLearner, StepCallback
+from .config import MAMLTRPOConfig, TRPOConfig
 from .kernels import fisher_vector_product, inner_step
 from .policy_gradient import compute_advantages, reinforce_loss, surrogate_loss
 

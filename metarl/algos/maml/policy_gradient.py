@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch.distributions import Distribution
 
-from .linear_value_baseline import fit_linear_baseline, predict_linear_baseline
 from ...policies import GaussianMLPPolicy
 from ...samplers import EpisodeBatch
+from .linear_value_baseline import fit_linear_baseline, predict_linear_baseline
 
 
 def masked_task_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,6 @@ Meta-test (:meth:`PEARL.adapt`): start from the prior, roll out one trajectory p
 simulation, infer the posterior from all context collected so far, repeat.
 """
 
-
 from __future__ import annotations
 
 import math
@@ -311,7 +310,10 @@ class PEARL(Collection, Rollback, MetaLearner):
     # -- checkpointing ------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Networks, optimizers, both buffers and every random stream (exact resume)."""
+        """Networks, optimizers, both buffers and every random stream (exact resume); an
+        evaluation build has only its networks."""
+        if not self.training:
+            return {"networks": self.nets.state_dict()}
         return {"networks": self.nets.state_dict(),
                 "critic_optimizer": self.critic_optimizer.state_dict(),
                 "actor_optimizer": self.actor_optimizer.state_dict(),
