@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 import gymnasium
 
-from ..plugins import import_user_module
+from ..plugins import import_prefix
 from .base import BatchTaskEnv, TaskFamilyError
 from .kwarg_check import check_kwargs, family_kwargs
 
@@ -162,12 +162,10 @@ def get_task_family(family_id: str) -> TaskFamilySpec:
     family), like ``gymnasium.make``'s ``"module:EnvId"``; the current directory is
     searched too.
     """
-    module, sep, rest = family_id.rpartition(":")
-    if sep:
-        problem = import_user_module(module)
-        if problem:
-            raise UnknownTaskFamilyError(f"task family {family_id!r}: {problem}")
-        family_id = rest
+    given = family_id
+    family_id, problem = import_prefix(given)
+    if problem:
+        raise UnknownTaskFamilyError(f"task family {given!r}: {problem}")
     canonical = _canonical(family_id)
     try:
         return _REGISTRY[canonical]

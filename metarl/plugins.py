@@ -19,3 +19,12 @@ def import_user_module(module: str) -> str | None:
         sys.path.append(os.getcwd())
         return import_user_module(module)
     return None
+
+
+def import_prefix(text: str) -> tuple[str, str | None]:
+    """``"module:name"`` -> imports ``module`` and returns ``(name, None)``, or ``(name, why
+    the module cannot be imported)``; text without a colon is returned as it is."""
+    module, sep, rest = text.rpartition(":")
+    if not sep:
+        return text, None
+    return rest, import_user_module(module)

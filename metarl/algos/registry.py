@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping
 
-from ..plugins import import_user_module
+from ..plugins import import_prefix
 from ..schema import ConfigError
 
 if TYPE_CHECKING:
@@ -91,12 +91,10 @@ def register_algorithm(name: str, *, config: type,
 
 def get_algorithm(name: str) -> AlgorithmSpec:
     """The algorithm ``algo.name`` names; ``"module:name"`` imports ``module`` first."""
-    module, sep, rest = name.rpartition(":")
-    if sep:
-        problem = import_user_module(module)
-        if problem:
-            raise ConfigError(f"algo.name: {name!r}: {problem}")
-        name = rest
+    given = name
+    name, problem = import_prefix(given)
+    if problem:
+        raise ConfigError(f"algo.name: {given!r}: {problem}")
     try:
         return _REGISTRY[name]
     except KeyError:
