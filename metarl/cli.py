@@ -264,6 +264,11 @@ def _bench_maml(args: argparse.Namespace) -> dict[str, float]:
     for key in ("sample_s", "adapt_s", "update_s", "total_s"):
         print(f"  {key:<16} {figures[key]:>10.2f}")
     print(f"  {'env_steps_per_s':<16} {figures['env_steps_per_s']:>10,.0f}")
+    if "update_gflops" in figures:
+        print(f"  meta-step matrix products: {figures['update_gflop']:.1f} GFLOP at "
+              f"{figures['update_gflops']:.1f} GFLOP/s; matmul ceiling on its shapes "
+              f"{figures['matmul_ceiling_gflops']:.1f} GFLOP/s "
+              f"({figures['update_fraction_of_ceiling']:.0%} of it)")
     if "update_speedup" in figures:
         print(f"  same meta-step, reference way (exact, every episode): "
               f"{figures['reference_update_s']:.2f}s -> update_speedup "

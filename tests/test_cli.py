@@ -124,8 +124,11 @@ def test_bench_maml_reports_phase_seconds(tmp_path):
                   "--set", "env.horizon=20", "--json", out, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     figures = json.loads(out.read_text())
-    assert set(figures) == {"sample_s", "adapt_s", "update_s", "total_s", "env_steps_per_s"}
+    assert set(figures) == {"sample_s", "adapt_s", "update_s", "total_s", "env_steps_per_s",
+                            "update_gflop", "update_gflops", "matmul_ceiling_gflops",
+                            "update_fraction_of_ceiling"}
     assert all(v > 0 for v in figures.values())
+    assert "GFLOP/s; matmul ceiling on its shapes" in proc.stdout
     assert figures["total_s"] >= figures["sample_s"] + figures["adapt_s"] + figures["update_s"] - 1e-3
     assert "iteration 2:" in proc.stdout
     compared = metarl("bench", "maml", "--config", CONFIG, "--iterations", 1, "--warmup", 0,
