@@ -11,7 +11,7 @@ from . import __version__
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .config import DEFAULT_STEP_GRID
+    from .config import DEFAULT_DEVICE, DEFAULT_STEP_GRID, DEVICES
 
     parser = argparse.ArgumentParser(prog="metarl", description=__doc__)
     parser.add_argument("--version", action="version", version=f"metarl {__version__}")
@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="SECTION.KEY=VALUE", help="override a config key (repeatable)")
     train.add_argument("--seed", type=int, help="overrides train.seed")
-    train.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides train.device")
+    train.add_argument("--device", choices=DEVICES, help="overrides train.device")
     train.add_argument("--run-dir", type=Path, help="run directory (default: under train.runs_root)")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR",
                        help="continue RUN_DIR from its newest valid checkpoint (with its "
@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="seed of the held-out tasks and action noise; the baselines' tuning "
                          "draw is derived from it (default 0)")
     ev.add_argument("--out", type=Path, help="output directory (default RUN_DIR/eval)")
-    ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ev.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE)
     ev.add_argument("--baselines", metavar="METHODS",
                     help="comma-separated comparison methods of the MAML paper: pretrained, "
                          "random, oracle; pretrained/oracle use the newest matching TRPO run "
@@ -97,11 +97,22 @@ def _parser() -> argparse.ArgumentParser:
                     help="untimed meta-iterations first (env compilation, caches; default 1)")
     bm.add_argument("--set", dest="overrides", action="append", default=[],
                     metavar="SECTION.KEY=VALUE", help="override a config key (repeatable)")
-    bm.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    bm.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE)
     bm.add_argument("--compare", action="store_true",
                     help="also time one meta-step the reference way (exact double backprop "
                          "on every episode) on the same samples")
     bm.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    bp = bench_sub.add_parser("pearl", help="PEARL gradient steps/s on --device and on the CPU "
+                                            "in the same run")
+    bp.add_argument("--config", type=Path,
+                    help="PEARL experiment YAML (default configs/pearl/half_cheetah_vel.yaml: "
+                         "the reference scale)")
+    bp.add_argument("--steps", type=int, default=50, help="timed gradient steps (default 50)")
+    bp.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
+    bp.add_argument("--set", dest="overrides", action="append", default=[],
+                    metavar="SECTION.KEY=VALUE", help="override a config key (repeatable)")
+    bp.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE)
+    bp.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     return parser
 
 
@@ -200,6 +211,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.bench == "maml":
         figures = _bench_maml(args)
+    elif args.bench == "pearl":
+        figures = _bench_pearl(args)
     else:
         figures = _bench_sampler(args)
     if args.json is not None:
@@ -244,6 +257,25 @@ def _bench_sampler(args: argparse.Namespace) -> dict[str, float]:
         print(f"{'data per call (params / batches)':<34} "
               f"{figures['ray_params_bytes'] / 2**20:>6.2f} / "
               f"{figures['ray_batch_bytes'] / 2**20:.1f} MiB")
+    return figures
+
+
+def _bench_pearl(args: argparse.Namespace) -> dict[str, float | str]:
+    from .bench import bench_pearl
+    from .config import ConfigError
+
+    try:
+        result = bench_pearl(args.config, args.steps, args.warmup, args.overrides, args.device,
+                             progress=lambda m: print(m, flush=True))
+    except ValueError as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(str(err)) from None
+    figures = result.to_dict()
+    print(f"  {'steps_per_s':<16} {figures['steps_per_s']:>10,.1f}  ({figures['device']})")
+    print(f"  {'cpu_steps_per_s':<16} {figures['cpu_steps_per_s']:>10,.1f}  "
+          f"({figures['cpu_torch_threads']} torch threads)")
+    print(f"  {'speedup_vs_cpu':<16} {figures['speedup_vs_cpu']:>10.2f}x")
     return figures
 
 

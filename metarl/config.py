@@ -25,13 +25,17 @@ from .algos.registry import AlgorithmSpec, get_algorithm, list_algorithms, owner
 from .schema import ConfigError, build_section, field_rows, setting, show_key, suggest
 from .yaml_io import YAMLLimitError, load_yaml
 
-__all__ = ["Config", "ConfigError", "DEFAULT_STEP_GRID", "apply_overrides",
+__all__ = ["Config", "ConfigError", "DEFAULT_DEVICE", "DEFAULT_STEP_GRID", "DEVICES", "apply_overrides",
            "config_from_dict", "config_reference", "load_config", "load_saved_config",
            "migrate_saved_config", "parse_override"]
 
 # `metarl eval --step-grid` default: the step sizes tried when fine-tuning baselines
 DEFAULT_STEP_GRID = (0.0125, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8)
 DEFAULT_ALGORITHM = "maml_trpo"
+# where the learner's tensors live unless told otherwise (train.device, eval and bench
+# --device): auto = cuda when torch sees one, else cpu
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_DEVICE = "auto"
 
 
 @dataclass
@@ -89,8 +93,8 @@ class TrainConfig:
     iterations: int = setting(100, "Number of meta-iterations.", ge=1, le=10**9)
     seed: int = setting(0, "Seed for tasks, actions and initialisation.", ge=0,
                        le=2**63 - 1)
-    device: str = setting("auto", "Compute device; auto picks cuda when available.",
-                         choices=("auto", "cpu", "cuda"))
+    device: str = setting(DEFAULT_DEVICE, "Compute device; auto picks cuda when available.",
+                          choices=DEVICES)
     checkpoint_every: int = setting(10, "Write a checkpoint every N iterations (and at the end).", ge=1,
                                   le=10**9)
     runs_root: str = setting("runs", "Directory under which run directories are created.")

@@ -23,7 +23,7 @@ import yaml
 
 from .algos import MetaLearner
 from .checkpoint import CheckpointError
-from .config import DEFAULT_STEP_GRID, ConfigError
+from .config import DEFAULT_DEVICE, DEFAULT_STEP_GRID, ConfigError
 from .envs import task_features
 from .experiment import (
     STREAM_EVAL_ACTIONS,
@@ -127,7 +127,7 @@ def task_values(task: Any) -> list[float]:
 
 
 def evaluate_run(run_dir: Path, num_tasks: int = 40, steps: int = 3, seed: int = 0,
-                 out_dir: Path | None = None, device: str = "cpu",
+                 out_dir: Path | None = None, device: str = DEFAULT_DEVICE,
                  baselines: dict[str, Path | None] | None = None,
                  step_grid: Sequence[float] = DEFAULT_STEP_GRID,
                  progress: Callable[[str], None] | None = None,

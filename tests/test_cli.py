@@ -8,7 +8,7 @@ import yaml
 
 from metarl.checkpoint import load_checkpoint
 
-from cli_helpers import NAV_CONFIG, metarl
+from cli_helpers import NAV_CONFIG, ROOT, metarl
 
 CONFIG = NAV_CONFIG
 TINY = ["--set", "train.iterations=2", "--set", "algo.meta_batch_size=3",
@@ -140,3 +140,19 @@ def test_bench_maml_reports_phase_seconds(tmp_path):
     assert figures["update_speedup"] > 0 and figures["reference_update_s"] > 0
     bad = metarl("bench", "maml", "--config", CONFIG, "--iterations", 0, cwd=tmp_path)
     assert bad.returncode == 2 and "--iterations must be >= 1" in bad.stderr
+
+
+def test_bench_pearl_reports_gradient_steps_per_second(tmp_path):
+    out = tmp_path / "bench.json"
+    pearl = ROOT / "configs" / "pearl" / "navigation_2d.yaml"
+    proc = metarl("bench", "pearl", "--config", pearl, "--steps", 3, "--warmup", 1,
+                  "--device", "cpu", "--set", "algo.hidden_sizes=[16]",
+                  "--set", "algo.encoder_hidden_sizes=[16]", "--set", "algo.num_train_tasks=4",
+                  "--set", "algo.num_tasks_sample=2", "--set", "algo.meta_batch_size=2",
+                  "--json", out, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(out.read_text())
+    assert figures["device"] == "cpu" and figures["steps_per_s"] > 0
+    assert figures["speedup_vs_cpu"] == 1.0 and "gradient steps/s" in proc.stdout
+    maml = metarl("bench", "pearl", "--config", CONFIG, cwd=tmp_path)
+    assert maml.returncode == 2 and "times PEARL" in maml.stderr

@@ -1,6 +1,8 @@
 """Benchmarks behind ``metarl bench``: each measures the alternative in the same run."""
 
 from .maml import MamlBenchResult, bench_maml
+from .pearl import PearlBenchResult, bench_pearl
 from .sampler import SamplerBenchResult, bench_sampler
 
-__all__ = ["MamlBenchResult", "SamplerBenchResult", "bench_maml", "bench_sampler"]
+__all__ = ["MamlBenchResult", "PearlBenchResult", "SamplerBenchResult", "bench_maml",
+           "bench_pearl", "bench_sampler"]

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from ..algos import MAMLTRPO
-from ..config import load_config
+from ..config import DEFAULT_DEVICE, load_config
 from ..experiment import build, resolve_device
 from .flops import MatmulFlops, matmul_ceiling
 
@@ -72,7 +72,7 @@ class MamlBenchResult:
 
 
 def bench_maml(config: Path, iterations: int = 3, warmup: int = 1, overrides: Iterable[str] = (),
-               device: str = "cpu", compare: bool = False,
+               device: str = DEFAULT_DEVICE, compare: bool = False,
                progress: Callable[[str], None] | None = None) -> MamlBenchResult:
     """Time ``iterations`` meta-iterations of ``config`` after ``warmup`` untimed ones."""
     if iterations < 1:

@@ -62,7 +62,7 @@ class Collection:
         """``[tasks, episodes, latent]`` samples: ``N(0, I)`` where ``from_prior``, else
         from the posterior of a fresh context batch of the task's encoder buffer."""
         shape = (len(task_ids), episodes, self.cfg.latent_size)
-        noise = torch.randn(shape, generator=self.generator, device=self.device)
+        noise = torch.randn(shape, generator=self.generator).to(self.device)
         mean, var = torch.zeros(shape, device=self.device), torch.ones(shape, device=self.device)
         posterior = ~from_prior.to(self.device)
         if posterior.any():

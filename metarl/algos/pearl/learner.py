@@ -79,9 +79,11 @@ class PEARL(Collection, Rollback, MetaLearner):
         self.test_tasks = sampler.sample_tasks(cfg.num_test_tasks, task_set_rng)
         self.task_rng = np.random.default_rng(seeds[1])  # which tasks collect and train
         # minibatches, z and SAC's action noise; meta-test draws z from its own stream
-        self.generator = torch.Generator(device=self.device)
+        # CPU generators (draws are moved to the device): one seed gives the same minibatches,
+        # latents and action noise on the CPU and on a GPU
+        self.generator = torch.Generator()
         self.generator.manual_seed(torch_seed(2))
-        self.eval_generator = torch.Generator(device=self.device)
+        self.eval_generator = torch.Generator()
         self.eval_generator.manual_seed(torch_seed(3))
         # the meta-test's initial states, the same at every meta-test; training's sampler
         # streams are never touched by it, however often it runs
@@ -122,16 +124,15 @@ class PEARL(Collection, Rollback, MetaLearner):
         batch = self.replay_buffer.sample(task_ids, cfg.batch_size, self.generator)
         context = self.context(self.encoder_buffer.sample(task_ids, cfg.embedding_batch_size,
                                                           self.generator))
-        z_noise = torch.randn(len(task_ids), cfg.latent_size, generator=self.generator,
-                              device=self.device)
+        z_noise = torch.randn(len(task_ids), cfg.latent_size,
+                              generator=self.generator).to(self.device)
         critic = critic_loss(nets, batch, context, z_noise, cfg.reward_scale, cfg.gamma,
                              cfg.kl_lambda)
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic.loss.backward()
         self.critic_optimizer.step()
 
-        action_noise = torch.randn(batch.actions.shape, generator=self.generator,
-                                   device=self.device)
+        action_noise = torch.randn(batch.actions.shape, generator=self.generator).to(self.device)
         actor = actor_value_loss(nets, batch, critic.z, action_noise, cfg.policy_mean_reg,
                                  cfg.policy_std_reg)
         self.actor_optimizer.zero_grad(set_to_none=True)
@@ -238,7 +239,7 @@ class PEARL(Collection, Rollback, MetaLearner):
             raise ValueError(f"PEARL.adapt: k_max must be >= 0, got {k_max}")
         generator = self.eval_generator
         if seed is not None:
-            generator = torch.Generator(device=self.device)
+            generator = torch.Generator()
             generator.manual_seed(seed)
         shape = (len(tasks), episodes, self.cfg.latent_size)
         contexts: list[torch.Tensor] = []
@@ -246,7 +247,7 @@ class PEARL(Collection, Rollback, MetaLearner):
         batches: list[EpisodeBatch] = []
         sample_s = 0.0
         for k in range(k_max + 1):
-            noise = torch.randn(shape, generator=generator, device=self.device)
+            noise = torch.randn(shape, generator=generator).to(self.device)
             if k == 0:
                 z = noise
             else:

@@ -89,7 +89,8 @@ class MultiTaskReplayBuffer:
         """``batch_size`` transitions drawn uniformly with replacement from each of
         ``tasks`` (repeats allowed): fields ``[len(tasks), batch_size, ...]``.
 
-        ``generator`` must live on the buffer's device.
+        ``generator`` is a CPU generator: the draws are made on the CPU and moved to the
+        buffer's device, so a seed picks the same transitions on every device.
         """
         task_list = tasks.tolist() if isinstance(tasks, torch.Tensor) else list(tasks)
         empty = sorted({t for t in task_list if self.sizes[t] == 0})
@@ -98,8 +99,8 @@ class MultiTaskReplayBuffer:
                              "transitions yet; collect data for them first")
         index = torch.as_tensor(task_list, dtype=torch.long, device=self.device)
         sizes = self._sizes[index].unsqueeze(1)
-        u = torch.rand(len(task_list), batch_size, generator=generator, device=self.device,
-                       dtype=torch.float64)
+        u = torch.rand(len(task_list), batch_size, generator=generator,
+                       dtype=torch.float64).to(self.device)
         rows = torch.minimum((u * sizes).long(), sizes - 1)
         tasks_col = index.unsqueeze(1)
         return Transitions(*(self._data[name][tasks_col, rows] for name in FIELDS))

@@ -1,0 +1,116 @@
+"""The GPU path: MAML's batched kernels on the device against the per-task CPU reference,
+MAML and PEARL trained, evaluated and resumed through the command line on the device, and
+checkpoints moving between devices. Marked ``cuda``: skipped unless METARL_TEST_DEVICE is
+set (tests/conftest.py); ``METARL_TEST_DEVICE=cpu`` runs the same logic on a CPU."""
+
+import copy
+import csv
+import dataclasses
+import json
+import os
+
+import pytest
+import torch
+import yaml
+
+from metarl.algos import MAMLTRPO
+from metarl.algos.maml.kernels import fisher_vector_product
+from metarl.algos.maml.policy_gradient import surrogate_loss
+from metarl.optim import flat
+from metarl.samplers import EpisodeBatch
+
+from cli_helpers import NAV_CONFIG, ROOT, metarl
+from test_maml_kernels import _per_task_loop_update, _random_vector, _setup
+
+pytestmark = pytest.mark.cuda
+DEVICE = os.environ.get("METARL_TEST_DEVICE", "cuda")
+MAML_TINY = ["--set", "train.iterations=2", "--set", "algo.meta_batch_size=3",
+             "--set", "sampler.episodes_per_task=2", "--set", "sampler.eval_episodes_per_task=2",
+             "--set", "env.horizon=15", "--set", "train.checkpoint_every=1"]
+PEARL_TINY = ["--set", "train.iterations=2", "--set", "algo.num_train_tasks=4",
+              "--set", "algo.num_test_tasks=2", "--set", "algo.num_tasks_sample=2",
+              "--set", "algo.num_initial_steps=40", "--set", "algo.num_steps_prior=20",
+              "--set", "algo.num_extra_rl_steps_posterior=20", "--set", "algo.meta_batch_size=2",
+              "--set", "algo.batch_size=16", "--set", "algo.embedding_batch_size=8",
+              "--set", "algo.num_train_steps_per_itr=3", "--set", "algo.eval_every=1",
+              "--set", "algo.hidden_sizes=[16]", "--set", "algo.encoder_hidden_sizes=[16]",
+              "--set", "train.checkpoint_every=1"]
+
+
+def _on(batch: EpisodeBatch) -> EpisodeBatch:
+    """``batch`` on the test device, floating fields in float32."""
+    return EpisodeBatch(**{f.name: None if (v := getattr(batch, f.name)) is None else
+                           v.to(DEVICE, torch.float32) if v.is_floating_point() else v.to(DEVICE)
+                           for f in dataclasses.fields(EpisodeBatch)})
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    actual = actual.detach().to("cpu", torch.float64)
+    assert (actual - expected).norm() <= 1e-4 * expected.norm(), \
+        float((actual - expected).norm() / expected.norm())
+
+
+@pytest.mark.parametrize("fisher", ["exact", "gauss_newton", "first_order"])
+def test_batched_kernels_on_the_device_match_the_per_task_cpu_reference(fisher):
+    policy, algo, train, valid, adapted = _setup(num_tasks=4, fisher=fisher)
+    cfg = algo.cfg
+    ref_grad, ref_fvp, _ = _per_task_loop_update(copy.deepcopy(policy), train, valid,
+                                                 algo.advantages(valid), adapted, cfg)
+    dev_policy = copy.deepcopy(policy).to(DEVICE, torch.float32)
+    dev = MAMLTRPO(dev_policy, algo.sampler, cfg, algo.episodes_per_task)
+    dev_train = [(_on(b), a.to(DEVICE, torch.float32)) for b, a in train]
+    dev_valid = _on(valid)
+    dev_adapted = {k: v.to(DEVICE, torch.float32) for k, v in adapted.items()}
+    valid_adv = dev.advantages(dev_valid)
+    theta = list(dev_policy.parameters())
+    old_dist = dev_policy(dev_valid.observations, dev_adapted)
+    loss, _ = surrogate_loss(dev_policy, dev._adapted_from_meta(dev_train, 4, True), dev_valid,
+                             valid_adv, old_dist)
+    if fisher != "first_order":  # the reference is the second-order gradient
+        _close(flat(torch.autograd.grad(loss.mean(), theta)), ref_grad)
+    v = _random_vector(policy)
+    product = fisher_vector_product(fisher, dev_policy, dev_train, dev_valid, cfg.inner_step_size,
+                                    dev_adapted, cfg.cg_damping)
+    if fisher == "first_order":  # against its own CPU float64 batched value
+        ref = fisher_vector_product(fisher, policy, train, valid, cfg.inner_step_size, adapted,
+                                    cfg.cg_damping)(v)
+    else:
+        ref = ref_fvp(v)
+    _close(product(v.to(DEVICE, torch.float32)), ref)
+
+
+def _rows(run):
+    with open(run / "progress.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("algo", ["maml_trpo", "pearl"])
+def test_train_eval_and_resume_on_the_device(algo, tmp_path):
+    config = NAV_CONFIG if algo == "maml_trpo" else ROOT / "configs" / "pearl" / "navigation_2d.yaml"
+    tiny = MAML_TINY if algo == "maml_trpo" else PEARL_TINY
+    run = tmp_path / "run"
+    trained = metarl("train", config, *tiny, "--device", DEVICE, "--run-dir", run, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((run / "metadata.json").read_text())["device"].startswith(DEVICE)
+    evaluated = metarl("eval", run, "--tasks", 2, "--steps", 1, "--device", DEVICE, cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    resumed = metarl("train", "--resume", run, "--set", "train.iterations=3", "--device",
+                     DEVICE, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [int(r["iteration"]) for r in _rows(run)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("written_on, read_on", [(DEVICE, "cpu"), ("cpu", DEVICE)])
+def test_checkpoints_move_between_devices(written_on, read_on, tmp_path):
+    run = tmp_path / "run"
+    trained = metarl("train", NAV_CONFIG, *MAML_TINY, "--device", written_on, "--run-dir", run,
+                     cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    evaluated = metarl("eval", run, "--tasks", 2, "--steps", 1, "--device", read_on,
+                       cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    resumed = metarl("train", "--resume", run, "--set", "train.iterations=3", "--device",
+                     read_on, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["train"]["device"] == read_on
