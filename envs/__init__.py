@@ -24,12 +24,25 @@ from .registry import (
 )
 from .tasks import DirectionTask, GoalTask, VelocityTask, task_features
 
+# Gymnasium-style MDPs (HalfCheetah-v5 / Ant-v5 models, frame skip 5) with the papers' tasks;
+# neither paper ran these MDPs (see metarl.envs.locomotion)
 _LOCOMOTION = {
-    "HalfCheetahVel-v0": "half-cheetah running at a target velocity v* ~ U[0, 2] (MAML)",
-    "HalfCheetahDir-v0": "half-cheetah running forward or backward (MAML)",
-    "AntVel-v0": "ant running at a target velocity v* ~ U[0, 3] (MAML)",
-    "AntDir-v0": "ant running forward or backward (MAML)",
-    "AntGoal-v0": "ant walking to a goal in a disk of radius 3 (PEARL)",
+    "HalfCheetahVel-v0": "half-cheetah at a target velocity v* ~ U[0, 2] (MAML's task, "
+                         "Gymnasium-style MDP)",
+    "HalfCheetahDir-v0": "half-cheetah forward or backward (MAML's task, Gymnasium-style MDP)",
+    "AntVel-v0": "ant at a target velocity v* ~ U[0, 3] (MAML's task, Gymnasium-style MDP)",
+    "AntDir-v0": "ant forward or backward (MAML's task, Gymnasium-style MDP)",
+    "AntGoal-v0": "ant walking to a goal in a disk of radius 3 (PEARL's task, Gymnasium-style "
+                  "MDP)",
+}
+
+# The MAML reference code's own MDPs (cbfinn/maml_rl: rllab model, 1 physics step of 0.01 s,
+# 20-dim observation, torso COM velocity); see metarl.envs.maml_locomotion.
+_MAML_LOCOMOTION = {
+    "MAMLHalfCheetahVel-v0": "half-cheetah at a target velocity v* ~ U[0, 2], as the MAML "
+                             "reference code (cbfinn/maml_rl HalfCheetahEnvRand)",
+    "MAMLHalfCheetahDir-v0": "half-cheetah forward or backward, as the MAML reference code "
+                             "(cbfinn/maml_rl HalfCheetahEnvRandDirec)",
 }
 
 
@@ -43,16 +56,18 @@ def register_builtin_families() -> None:
         description="point robot reaching a hidden goal in [-0.5, 0.5]^2 (Finn et al. 2017)",
         override=True,
     )
-    for family_id, description in _LOCOMOTION.items():
-        name = family_id.split("-")[0]
-        register_task_family(
-            family_id,
-            env_entry_point=f"metarl.envs.locomotion:{name}Env",
-            batch_entry_point=f"metarl.envs.locomotion:{name}BatchEnv",
-            max_episode_steps=200,
-            description=description,
-            override=True,
-        )
+    for module, families in (("locomotion", _LOCOMOTION),
+                             ("maml_locomotion", _MAML_LOCOMOTION)):
+        for family_id, description in families.items():
+            name = family_id.split("-")[0]
+            register_task_family(
+                family_id,
+                env_entry_point=f"metarl.envs.{module}:{name}Env",
+                batch_entry_point=f"metarl.envs.{module}:{name}BatchEnv",
+                max_episode_steps=200,
+                description=description,
+                override=True,
+            )
 
 
 register_builtin_families()

@@ -53,6 +53,13 @@ class _VelocityTasks:
         _check_range("velocity", low, high)
         self.velocity_low, self.velocity_high = low, high
 
+    def _velocity_reward(self, velocity: np.ndarray, ctrl_cost: np.ndarray,
+                         task: Mapping[str, np.ndarray], weight: float = 1.0
+                         ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``-weight |v - v*| - ctrl_cost`` and its terms."""
+        reward = -weight * np.abs(velocity - task["velocity"]) - ctrl_cost
+        return reward, {"forward_velocity": velocity, "ctrl_cost": ctrl_cost}
+
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[VelocityTask]:
         return sample_velocities(n, rng, self.velocity_low, self.velocity_high)
 
@@ -152,9 +159,7 @@ class HalfCheetahVel(_VelocityTasks, _HalfCheetah):
 
     def reward(self, state: SimState, task: Mapping[str, np.ndarray]
                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        velocity, ctrl_cost = self._terms(state)
-        reward = -np.abs(velocity - task["velocity"]) - ctrl_cost
-        return reward, {"forward_velocity": velocity, "ctrl_cost": ctrl_cost}
+        return self._velocity_reward(*self._terms(state), task)
 
 
 class HalfCheetahDir(_DirectionTasks, _HalfCheetah):

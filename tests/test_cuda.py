@@ -21,20 +21,13 @@ from metarl.samplers import EpisodeBatch
 
 from cli_helpers import NAV_CONFIG, ROOT, metarl
 from test_maml_kernels import _per_task_loop_update, _random_vector, _setup
+from test_pearl_cli import TINY as PEARL_TINY
 
 pytestmark = pytest.mark.cuda
 DEVICE = os.environ.get("METARL_TEST_DEVICE", "cuda")
 MAML_TINY = ["--set", "train.iterations=2", "--set", "algo.meta_batch_size=3",
              "--set", "sampler.episodes_per_task=2", "--set", "sampler.eval_episodes_per_task=2",
              "--set", "env.horizon=15", "--set", "train.checkpoint_every=1"]
-PEARL_TINY = ["--set", "train.iterations=2", "--set", "algo.num_train_tasks=4",
-              "--set", "algo.num_test_tasks=2", "--set", "algo.num_tasks_sample=2",
-              "--set", "algo.num_initial_steps=40", "--set", "algo.num_steps_prior=20",
-              "--set", "algo.num_extra_rl_steps_posterior=20", "--set", "algo.meta_batch_size=2",
-              "--set", "algo.batch_size=16", "--set", "algo.embedding_batch_size=8",
-              "--set", "algo.num_train_steps_per_itr=3", "--set", "algo.eval_every=1",
-              "--set", "algo.hidden_sizes=[16]", "--set", "algo.encoder_hidden_sizes=[16]",
-              "--set", "train.checkpoint_every=1"]
 
 
 def _on(batch: EpisodeBatch) -> EpisodeBatch:
