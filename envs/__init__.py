@@ -45,6 +45,17 @@ _MAML_LOCOMOTION = {
                              "(cbfinn/maml_rl HalfCheetahEnvRandDirec)",
 }
 
+# The MAML reference code's own ant MDPs (rllab ant model, 1 RK4 physics step of 0.02 s,
+# 125-dim observation with contact forces, torso COM velocity); see metarl.envs.maml_ant.
+_MAML_ANT = {
+    "MAMLAntVel-v0": "ant at a target velocity v* ~ U[0, 3], as the MAML reference code "
+                     "(cbfinn/maml_rl AntEnvRand)",
+    "MAMLAntDir-v0": "ant forward or backward, as the MAML reference code "
+                     "(cbfinn/maml_rl AntEnvRandDirec)",
+    "MAMLAntGoal-v0": "ant walking to a goal in [-3, 3]^2, as the MAML reference code "
+                      "(cbfinn/maml_rl AntEnvRandGoal)",
+}
+
 
 def register_builtin_families() -> None:
     """Register the task families that ship with metarl (idempotent)."""
@@ -57,7 +68,7 @@ def register_builtin_families() -> None:
         override=True,
     )
     for module, families in (("locomotion", _LOCOMOTION),
-                             ("maml_locomotion", _MAML_LOCOMOTION)):
+                             ("maml_locomotion", _MAML_LOCOMOTION), ("maml_ant", _MAML_ANT)):
         for family_id, description in families.items():
             name = family_id.split("-")[0]
             register_task_family(

@@ -199,3 +199,330 @@ def test_gymnasium_make_and_bad_kwargs():
     assert env.spec.max_episode_steps == 200
     with pytest.raises(metarl.envs.TaskFamilyError, match="qvel_noise_std"):
         get_task_family("MAMLHalfCheetahVel-v0").make_env(qvel_noise_std=-1.0)
+
+
+# -- ant (metarl.envs.maml_ant) -----------------------------------------------------------------
+
+from metarl.envs import GoalTask  # noqa: E402
+from metarl.envs.maml_ant import (  # noqa: E402
+    OBS_CONTACT,
+    OBS_QPOS as ANT_OBS_QPOS,
+    OBS_QVEL as ANT_OBS_QVEL,
+    OBS_TORSO_COM as ANT_OBS_TORSO_COM,
+    OBS_TORSO_XMAT,
+)
+
+ANT_FAMILIES = {"MAMLAntVel-v0": [VelocityTask(0.4), VelocityTask(2.6)],
+                "MAMLAntDir-v0": [DirectionTask(-1), DirectionTask(1)],
+                "MAMLAntGoal-v0": [GoalTask((2.0, -1.0)), GoalTask((-2.5, 0.5))]}
+ANT_MODEL = ASSETS / "rllab_ant.xml"
+#: cbfinn/maml_rl vendor/mujoco_models/ant.xml, <numeric name="init_qpos">
+RLLAB_ANT_INIT_QPOS = [0.0, 0.0, 0.55, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0, -1.0, 0.0,
+                       1.0]
+
+
+def _ant_fresh(model, data):
+    """A copy of ``data`` with rllab's ``model.forward()`` (mj_forward) run for its state."""
+    d = mujoco.MjData(model)
+    d.qpos[:], d.qvel[:], d.ctrl[:] = data.qpos, data.qvel, data.ctrl
+    d.qacc_warmstart[:], d.time = data.qacc_warmstart, data.time
+    mujoco.mj_forward(model, d)
+    return d
+
+
+def _rllab_scaled_action(action):
+    """rllab NormalizedEnv.step with the reference ant's ctrlrange [-150, 150]."""
+    lb, ub = -150.0, 150.0
+    return np.clip(lb + (action + 1.0) * 0.5 * (ub - lb), lb, ub)
+
+
+def _reference_gear_model():
+    """Our model with the reference's actuators: gear 1, ctrlrange [-150, 150]."""
+    spec = mujoco.MjSpec.from_file(str(ANT_MODEL))
+    for actuator in spec.actuators:
+        actuator.gear[0] = 1.0
+        actuator.ctrlrange = [-150.0, 150.0]
+    return spec.compile()
+
+
+def test_ant_model_loads_without_mujoco_warnings(tmp_path):
+    code = "import mujoco, sys; mujoco.MjModel.from_xml_path(sys.argv[1])"
+    out = subprocess.run([sys.executable, "-c", code, str(ANT_MODEL)], cwd=tmp_path,
+                         capture_output=True, text=True, check=True)
+    assert "WARNING" not in out.stdout + out.stderr
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    # and stepping the families writes no MuJoCo warning log either
+    code = ("import numpy as np, metarl.envs\n"
+            "for fid in ('MAMLAntVel-v0', 'MAMLAntDir-v0', 'MAMLAntGoal-v0'):\n"
+            "    env = metarl.envs.get_task_family(fid).make_env().unwrapped\n"
+            "    env.reset(seed=0)\n"
+            "    for _ in range(50):\n"
+            "        env.step(env.action_space.sample())\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, check=True)
+    assert "WARNING" not in out.stdout + out.stderr
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+
+
+def test_ant_model_has_rllab_physical_quantities():
+    m = mujoco.MjModel.from_xml_path(str(ANT_MODEL))
+    assert m.opt.timestep == 0.02 and m.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
+    np.testing.assert_array_equal(m.opt.gravity, [0, 0, -9.81])
+    assert (m.nq, m.nv, m.nu, m.nbody, m.nnumeric) == (15, 14, 8, 14, 0)
+    # reference: gear 1, ctrlrange +-150 under normalize(); here gear 150, ctrlrange +-1
+    np.testing.assert_array_equal(m.actuator_gear[:, 0], 150)
+    np.testing.assert_array_equal(m.actuator_ctrlrange, np.tile([-1.0, 1.0], (8, 1)))
+    names = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in m.actuator_trnid[:, 0]]
+    assert names == ["hip_4", "ankle_4", "hip_1", "ankle_1", "hip_2", "ankle_2", "hip_3",
+                     "ankle_3"]
+    deg = np.pi / 180
+    np.testing.assert_allclose(m.jnt_range[1:], deg * np.array(
+        [[-30, 30], [30, 70], [-30, 30], [-70, -30], [-30, 30], [-70, -30], [-30, 30],
+         [30, 70]]), rtol=1e-12)
+    np.testing.assert_array_equal(m.dof_armature, [0] * 6 + [1] * 8)
+    np.testing.assert_array_equal(m.dof_damping, [0] * 6 + [1] * 8)
+    np.testing.assert_array_equal(m.geom_friction, np.tile([1, 0.5, 0.5], (m.ngeom, 1)))
+    np.testing.assert_array_equal(m.geom_margin, 0.01)
+    np.testing.assert_array_equal(m.geom_condim, 3)
+    np.testing.assert_array_equal(m.geom_solref, np.tile([0.02, 1], (m.ngeom, 1)))
+    np.testing.assert_array_equal(m.geom_solimp[:, :3], np.tile([0.8, 0.8, 0.01], (m.ngeom, 1)))
+    np.testing.assert_array_equal(m.geom_conaffinity, [1] + [0] * (m.ngeom - 1))  # floor only
+    # density 5: a sphere of radius 0.25 and twelve capsules of radius 0.08
+    r, leg = 0.08, 0.2 * np.sqrt(2)
+    capsule = lambda length: 5.0 * (np.pi * r**2 * length + 4 / 3 * np.pi * r**3)  # noqa: E731
+    total = 5.0 * 4 / 3 * np.pi * 0.25**3 + 4 * (2 * capsule(leg) + capsule(2 * leg))
+    assert m.body_mass.sum() == pytest.approx(total, rel=1e-12)
+    key = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_KEY, "init_qpos")
+    np.testing.assert_array_equal(m.key_qpos[key], RLLAB_ANT_INIT_QPOS)
+    torso = _torso(m)
+    assert m.body_pos[torso][2] == 0.75 and m.jnt_type[0] == mujoco.mjtJoint.mjJNT_FREE
+
+
+def test_ant_gear_150_is_the_reference_gear_1_under_normalize():
+    ours, ref = mujoco.MjModel.from_xml_path(str(ANT_MODEL)), _reference_gear_model()
+    d_ours, d_ref = mujoco.MjData(ours), mujoco.MjData(ref)
+    for d in (d_ours, d_ref):
+        d.qpos[:] = RLLAB_ANT_INIT_QPOS
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        action = rng.uniform(-1.3, 1.3, size=8)
+        # rllab's lb + (a + 1) / 2 * (ub - lb) is 150 a up to rounding
+        np.testing.assert_allclose(_rllab_scaled_action(action), 150 * np.clip(action, -1, 1),
+                                   atol=1e-12, rtol=0)
+        d_ours.ctrl[:] = np.clip(action, -1, 1)
+        d_ref.ctrl[:] = 150 * np.clip(action, -1, 1)
+        mujoco.mj_step(ours, d_ours)
+        mujoco.mj_step(ref, d_ref)
+        np.testing.assert_array_equal(d_ours.qfrc_actuator, d_ref.qfrc_actuator)
+        np.testing.assert_array_equal(d_ours.qpos, d_ref.qpos)
+        np.testing.assert_array_equal(d_ours.qvel, d_ref.qvel)
+
+
+@pytest.mark.parametrize("family_id", ANT_FAMILIES)
+def test_ant_registered_with_maml_description_and_horizon_200(family_id):
+    spec = get_task_family(family_id)
+    assert "MAML" in spec.description and spec.max_episode_steps == 200
+    env = spec.make_env()
+    assert env.observation_space.shape == (125,) and env.action_space.shape == (8,)
+    np.testing.assert_array_equal(env.action_space.low, -1)
+    np.testing.assert_array_equal(env.action_space.high, 1)
+    assert env.unwrapped.dt == 0.02
+
+
+@pytest.mark.parametrize("family_id", ANT_FAMILIES)
+def test_ant_check_env(family_id):
+    env = get_task_family(family_id).make_env()
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+@pytest.mark.parametrize("family_id", ANT_FAMILIES)
+def test_ant_batch_and_gym_envs_agree(family_id):
+    tasks, seeds = ANT_FAMILIES[family_id], [21, 22]
+    spec = get_task_family(family_id)
+    batch = spec.make_batch_env(2, horizon=60, threads=1)
+    batch_obs = batch.reset(tasks, seeds=seeds)
+    envs = [spec.make_env().unwrapped for _ in tasks]
+    obs = []
+    for env, task, seed in zip(envs, tasks, seeds):
+        env.set_task(task)
+        obs.append(env.reset(seed=seed)[0])
+    np.testing.assert_allclose(batch_obs, np.stack(obs), atol=1e-6, rtol=0)
+    assert np.abs(batch_obs[:, OBS_CONTACT]).sum(axis=1).min() > 0  # standing on its legs
+    rng = np.random.default_rng(0)
+    done = np.zeros(2, dtype=bool)
+    steps = 0
+    for _ in range(60):
+        actions = rng.uniform(-1.5, 1.5, size=(2, 8)) * 0.3
+        batch_obs, batch_reward, batch_term, batch_trunc, _ = batch.step(actions)
+        for i, env in enumerate(envs):
+            if done[i]:
+                continue
+            o, r, terminated, truncated, info = env.step(actions[i])
+            np.testing.assert_allclose(batch_obs[i], o, atol=1e-6, rtol=0)
+            assert batch_reward[i] == pytest.approx(r, abs=1e-6)
+            assert batch_term[i] == terminated and not info["diverged"]
+            done[i] = terminated
+            steps += 1
+    assert steps > 60  # both simulations ran for a while
+
+
+@pytest.mark.parametrize("family_id", ANT_FAMILIES)
+def test_ant_observation_layout_is_rllabs_after_forward(family_id):
+    env = get_task_family(family_id).make_env().unwrapped
+    env.set_task(ANT_FAMILIES[family_id][1])
+    obs, _ = env.reset(seed=0)
+    torso = _torso(env.model)
+    stale_differs = False
+    for step in range(8):
+        m, d = env.model, env.data
+        ref = _ant_fresh(m, d)  # rllab reads the observation after model.forward()
+        assert obs.shape == (125,)
+        np.testing.assert_array_equal(obs[ANT_OBS_QPOS], d.qpos)
+        np.testing.assert_array_equal(obs[ANT_OBS_QVEL], d.qvel)
+        np.testing.assert_allclose(obs[OBS_CONTACT], np.clip(ref.cfrc_ext, -1, 1).ravel(),
+                                   atol=1e-9, rtol=0)
+        np.testing.assert_allclose(obs[OBS_TORSO_XMAT], ref.xmat[torso], atol=1e-12, rtol=0)
+        np.testing.assert_allclose(obs[ANT_OBS_TORSO_COM], ref.subtree_com[torso], atol=1e-12,
+                                   rtol=0)
+        assert np.all(obs[OBS_CONTACT][:6] == 0)  # the world body's row
+        assert np.abs(obs[OBS_CONTACT]).sum() > 0  # standing on the floor: contacts
+        np.testing.assert_array_equal(obs, np.concatenate([
+            obs[ANT_OBS_QPOS], obs[ANT_OBS_QVEL], obs[OBS_CONTACT], obs[OBS_TORSO_XMAT],
+            obs[ANT_OBS_TORSO_COM]]))
+        # what mj_step alone leaves in cfrc_ext describes the state before the step
+        plain = mujoco.MjData(m)
+        plain.qpos[:], plain.qvel[:], plain.ctrl[:] = d.qpos, d.qvel, 0.1 * (-1) ** step
+        plain.qacc_warmstart[:] = d.qacc_warmstart
+        mujoco.mj_step(m, plain)
+        obs, *_ = env.step(np.full(8, 0.1 * (-1) ** step))
+        np.testing.assert_array_equal(plain.qpos, env.data.qpos)
+        stale_differs |= np.abs(np.clip(plain.cfrc_ext, -1, 1).ravel()
+                                - obs[OBS_CONTACT]).max() > 1e-3
+    assert stale_differs
+
+
+def test_ant_standing_still_has_a_nonzero_contact_block_in_both_envs():
+    spec = get_task_family("MAMLAntVel-v0")
+    env = spec.make_env().unwrapped
+    env.set_task(VelocityTask(1.0))
+    batch = spec.make_batch_env(3, horizon=20, threads=1)
+    obs = [env.reset(seed=1)[0]]
+    batch_obs = batch.reset([VelocityTask(1.0)] * 3, seeds=[1, 2, 3])
+    for _ in range(20):
+        obs.append(env.step(np.zeros(8))[0])
+        batch_obs, _, terminated, _, _ = batch.step(np.zeros((3, 8)))
+        assert np.all(np.abs(batch_obs[:, OBS_CONTACT]).sum(axis=1) > 1) and not terminated.any()
+    assert all(np.abs(o[OBS_CONTACT]).sum() > 1 for o in obs)
+    # the four feet touch the floor: their bodies' rows carry forces
+    rows = np.abs(obs[-1][OBS_CONTACT].reshape(14, 6)).sum(axis=1)
+    assert (rows > 0).sum() >= 4
+
+
+@pytest.mark.parametrize("family_id", ANT_FAMILIES)
+def test_ant_one_env_step_is_one_physics_step(family_id):
+    env = get_task_family(family_id).make_env().unwrapped
+    env.reset(seed=0)
+    reference = mujoco.MjData(env.model)  # the same state stepped once by plain mj_step
+    for _ in range(5):
+        reference.qpos[:], reference.qvel[:] = env.data.qpos, env.data.qvel
+        reference.qacc_warmstart[:], reference.time = env.data.qacc_warmstart, env.data.time
+        reference.ctrl[:] = 0.3
+        time_before = env.data.time
+        env.step(np.full(8, 0.3))
+        assert env.data.time - time_before == pytest.approx(0.02, abs=1e-12)
+        mujoco.mj_step(env.model, reference)
+        np.testing.assert_array_equal(env.data.qpos, reference.qpos)
+        np.testing.assert_array_equal(env.data.qvel, reference.qvel)
+    # the batched env too: the extra mj_forward after the step leaves the dynamics alone
+    batch = get_task_family(family_id).make_batch_env(1, horizon=10, threads=1)
+    batch.reset(ANT_FAMILIES[family_id][:1], seeds=[0])
+    plain = mujoco.batch.Batch(env.model, 1, nthread=1)
+    plain.bind("qpos")[...] = batch.batch.bind("qpos")
+    plain.bind("qvel")[...] = batch.batch.bind("qvel")
+    plain.forward()
+    for _ in range(5):
+        batch.step(np.full((1, 8), 0.3))
+        plain.bind("ctrl")[...] = 0.3
+        plain.step()
+        np.testing.assert_array_equal(batch.batch.bind("qpos"), plain.bind("qpos"))
+        np.testing.assert_array_equal(batch.batch.bind("time"), plain.bind("time"))
+    assert batch.batch.bind("time")[0] == pytest.approx(0.1, abs=1e-12)
+
+
+@pytest.mark.parametrize("family_id", ANT_FAMILIES)
+def test_ant_rewards_by_hand(family_id):
+    env = get_task_family(family_id).make_env().unwrapped
+    rng = np.random.default_rng(1)
+    for task in ANT_FAMILIES[family_id]:
+        env.set_task(task)
+        env.reset(seed=5)
+        for _ in range(15):
+            action = rng.uniform(-1.2, 1.2, size=8) * 0.5  # some beyond [-1, 1]: clipped
+            _, reward, terminated, truncated, info = env.step(action)
+            m, d = env.model, env.data
+            ref = _ant_fresh(m, d)
+            torso = _torso(m)
+            velocity = _rllab_body_comvel(m, ref, torso)[0]  # get_body_comvel("torso")[0]
+            scaled = _rllab_scaled_action(action)
+            ctrl_cost = 0.5 * 1e-2 * np.sum(np.square(scaled / 150.0))
+            contact_cost = 0.5 * 1e-3 * np.sum(np.square(np.clip(ref.cfrc_ext, -1, 1)))
+            survive_reward = 0.05
+            assert info["forward_velocity"] == pytest.approx(velocity, abs=1e-10)
+            assert info["ctrl_cost"] == pytest.approx(ctrl_cost, abs=1e-12)
+            assert info["contact_cost"] == pytest.approx(contact_cost, abs=1e-9)
+            if isinstance(task, VelocityTask):
+                forward_reward = -np.abs(velocity - task.velocity) + 1.0
+            elif isinstance(task, DirectionTask):
+                forward_reward = task.direction * velocity
+            else:
+                com = ref.subtree_com[torso]
+                forward_reward = -np.sum(np.abs(com[:2] - np.array(task.goal))) + 4.0
+            expected = forward_reward - ctrl_cost - contact_cost + survive_reward
+            assert reward == pytest.approx(expected, abs=1e-9)
+            assert terminated == (not 0.2 <= d.qpos[2] <= 1.0) and not truncated
+        assert abs(velocity) > 1e-3 and contact_cost > 0
+
+
+def test_ant_terminates_outside_the_torso_height_range():
+    env = get_task_family("MAMLAntGoal-v0").make_env().unwrapped
+    env.reset(seed=0)
+    env.data.qpos[2] = 1.5  # above 1.0
+    assert env.step(np.zeros(8))[2]
+    env.reset(seed=0)
+    env.data.qpos[2] = 0.1  # below 0.2 (in the floor)
+    assert env.step(np.zeros(8))[2]
+    env.reset(seed=0)
+    assert not env.step(np.zeros(8))[2]
+
+
+def test_ant_reset_noise_is_rllab_gaussian_around_init_qpos():
+    batch = get_task_family("MAMLAntVel-v0").make_batch_env(2000, horizon=5, threads=1)
+    batch.reset([VelocityTask(1.0)] * 2000, seeds=range(2000))
+    qpos, qvel = batch.batch.bind("qpos").copy(), batch.batch.bind("qvel").copy()
+    noise = qpos - np.array(RLLAB_ANT_INIT_QPOS)
+    assert np.std(noise) == pytest.approx(0.01, rel=0.05)
+    assert np.std(qvel) == pytest.approx(0.1, rel=0.05)
+    assert np.abs(noise.mean(axis=0)).max() < 2e-3 and abs(np.mean(qvel)) < 1e-2
+    assert np.abs(noise).max() > 0.03  # Gaussian tails
+
+
+def test_ant_task_distributions():
+    rng = np.random.default_rng(0)
+    make = lambda fid: get_task_family(fid).make_env().unwrapped  # noqa: E731
+    v = np.array([t.velocity for t in make("MAMLAntVel-v0").sample_tasks(4000, rng)])
+    assert v.min() >= 0 and v.max() <= 3 and v.mean() == pytest.approx(1.5, abs=0.05)
+    d = np.array([t.direction for t in make("MAMLAntDir-v0").sample_tasks(4000, rng)])
+    assert set(d.tolist()) == {-1, 1} and abs(d.mean()) < 0.05
+    g = np.array([t.goal for t in make("MAMLAntGoal-v0").sample_tasks(4000, rng)])
+    assert g.shape == (4000, 2) and g.min() >= -3 and g.max() <= 3
+    assert np.abs(g.mean(axis=0)).max() < 0.1  # a square, not a disk: corners are reached
+    assert np.abs(g).min(axis=1).max() > 2.8
+
+
+def test_ant_gymnasium_make_and_bad_kwargs():
+    env = gymnasium.make("metarl/MAMLAntGoal-v0", contact_cost_weight=0.0)
+    assert env.spec.max_episode_steps == 200
+    with pytest.raises(metarl.envs.TaskFamilyError, match="goal_low"):
+        get_task_family("MAMLAntGoal-v0").make_env(goal_low=5.0)
+    with pytest.raises(metarl.envs.TaskFamilyError, match="healthy_z"):
+        get_task_family("MAMLAntVel-v0").make_batch_env(2, healthy_z_low=2.0)
