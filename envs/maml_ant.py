@@ -26,9 +26,11 @@ Reference files (cbfinn/maml_rl):
 
 State after the step: rllab's ``forward_dynamics`` runs ``model.step()`` then
 ``model.forward()`` (``mj_forward``), and everything the reference reads (``cfrc_ext``,
-``xmat``, ``com_subtree``, ``body_comvels``) describes the NEW state. After ``mj_step``
-MuJoCo's derived fields describe the state before the last substep (and MuJoCo >= 2
-computes ``cfrc_ext`` only in ``mj_rnePostConstraint``), so these envs run ``mj_forward``
+``xmat``, ``com_subtree``, ``body_comvels``) describes the NEW state (``cfrc_ext``
+included: MuJoCo 1.31's ``mj_forward`` called ``mj_rnePostConstraint``; MuJoCo 2.0's
+changelog says it "is no longer called by default", only for force-related sensors, see
+openai/gym#1711). After ``mj_step`` MuJoCo's derived fields describe the state before the
+last substep, so these envs run ``mj_forward``
 once per simulation after every step, exactly as rllab: the gymnasium env calls
 ``mujoco.mj_forward``, the batched env ``Batch.forward`` on the simulations it stepped
 (:class:`_ForwardAfterStepEnv`, :class:`_ForwardAfterStepBatchEnv`). The model's
@@ -41,7 +43,7 @@ needs collision detection and the constraint solve at the new state.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import mujoco
 import mujoco.batch
@@ -222,7 +224,7 @@ _DOC_COMMON = """
 
 _ARGS_COMMON = """
     | ``ctrl_cost_weight`` | 0.005 | weight of ``||clip(a, -1, 1)||^2`` (``0.5 * 1e-2``) |
-    | ``contact_cost_weight`` | 0.0005 | weight of ``||clip(cfrc_ext, -1, 1)||^2`` (``0.5 * 1e-3``) |
+    | ``contact_cost_weight`` | 0.0005 | weight of ``||clip(cfrc_ext)||^2`` (``0.5 * 1e-3``) |
     | ``survive_reward`` | 0.05 | bonus per step (``survive_reward = 0.05``) |
     | ``healthy_z_low`` / ``healthy_z_high`` | 0.2 / 1.0 | torso height range |
     | ``qpos_noise_std`` | 0.01 | std of the Gaussian noise on the initial ``qpos`` |
