@@ -52,7 +52,7 @@ import numpy as np
 from .locomotion import _check_nonnegative, _check_range, _DirectionTasks, _tasks_of, \
     _VelocityTasks
 from .mujoco_env import (ASSETS, MujocoBatchEnv, MujocoTaskEnv, MujocoTaskFamily, SimState,
-                         load_model)
+                         load_model, make_env_classes)
 from .tasks import DirectionTask, GoalTask
 
 #: rllab's ``get_current_obs`` layout for the ant (``AntEnvRand`` and its siblings).
@@ -164,13 +164,7 @@ class _ForwardAfterStepBatchEnv(MujocoBatchEnv):
 def _make_env_classes(family: type[MujocoTaskFamily]
                       ) -> tuple[type[MujocoTaskEnv], type[MujocoBatchEnv]]:
     """As :func:`metarl.envs.mujoco_env.make_env_classes`, with ``mj_forward`` after steps."""
-    load_model(family)
-    env_cls = type(f"{family.__name__}Env", (_ForwardAfterStepEnv,),
-                   {"family_cls": family, "__doc__": family.__doc__, "__module__": __name__})
-    batch_cls = type(f"{family.__name__}BatchEnv", (_ForwardAfterStepBatchEnv,),
-                     {"family_cls": family, "__module__": __name__,
-                      "__doc__": f"Batched env of {family.__name__} (see its docstring)."})
-    return env_cls, batch_cls
+    return make_env_classes(family, _ForwardAfterStepEnv, _ForwardAfterStepBatchEnv)
 
 
 _DOC_COMMON = """

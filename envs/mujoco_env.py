@@ -404,17 +404,20 @@ class MujocoBatchEnv(BatchTaskEnv):
         return obs, reward, terminated, truncated, {"diverged": diverged}
 
 
-def make_env_classes(family: type[MujocoTaskFamily]
+def make_env_classes(family: type[MujocoTaskFamily],
+                     env_base: type[MujocoTaskEnv] = MujocoTaskEnv,
+                     batch_base: type[MujocoBatchEnv] = MujocoBatchEnv,
                      ) -> tuple[type[MujocoTaskEnv], type[MujocoBatchEnv]]:
-    """The gymnasium env class and batched env class of ``family``.
+    """The gymnasium env class and batched env class of ``family`` (subclasses of
+    ``env_base`` and ``batch_base``).
 
     The gymnasium class carries the family's docstring (its reward formula).
     """
     load_model(family)  # fail now, naming the file, rather than at first use
     module = family.__module__
-    env_cls = type(f"{family.__name__}Env", (MujocoTaskEnv,),
+    env_cls = type(f"{family.__name__}Env", (env_base,),
                    {"family_cls": family, "__doc__": family.__doc__, "__module__": module})
-    batch_cls = type(f"{family.__name__}BatchEnv", (MujocoBatchEnv,),
+    batch_cls = type(f"{family.__name__}BatchEnv", (batch_base,),
                      {"family_cls": family, "__module__": module,
                       "__doc__": f"Batched env of {family.__name__} (see its docstring)."})
     return env_cls, batch_cls

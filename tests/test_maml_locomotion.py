@@ -58,47 +58,6 @@ def test_model_has_rllab_physical_quantities():
 
 
 @pytest.mark.parametrize("family_id", FAMILIES)
-def test_registered_with_maml_description_and_horizon_200(family_id):
-    spec = get_task_family(family_id)
-    assert "MAML" in spec.description and spec.max_episode_steps == 200
-    env = spec.make_env()
-    assert env.observation_space.shape == (20,) and env.action_space.shape == (6,)
-    np.testing.assert_array_equal(env.action_space.low, -1)
-    np.testing.assert_array_equal(env.action_space.high, 1)
-    assert env.unwrapped.dt == 0.01
-
-
-@pytest.mark.parametrize("family_id", FAMILIES)
-def test_check_env(family_id):
-    env = get_task_family(family_id).make_env()
-    check_env(env.unwrapped, skip_render_check=True)
-
-
-@pytest.mark.parametrize("family_id", FAMILIES)
-def test_batch_and_gym_envs_agree(family_id):
-    tasks, seeds = FAMILIES[family_id], [11, 12]
-    spec = get_task_family(family_id)
-    batch = spec.make_batch_env(2, horizon=40, threads=1)
-    batch_obs = batch.reset(tasks, seeds=seeds)
-    envs = [spec.make_env().unwrapped for _ in tasks]
-    obs = []
-    for env, task, seed in zip(envs, tasks, seeds):
-        env.set_task(task)
-        obs.append(env.reset(seed=seed)[0])
-    np.testing.assert_allclose(batch_obs, np.stack(obs), atol=1e-6, rtol=0)
-    rng = np.random.default_rng(0)
-    for t in range(40):
-        actions = rng.uniform(-1.5, 1.5, size=(2, 6))
-        batch_obs, batch_reward, _, truncated, _ = batch.step(actions)
-        for i, env in enumerate(envs):
-            o, r, terminated, trunc, info = env.step(actions[i])
-            np.testing.assert_allclose(batch_obs[i], o, atol=1e-6, rtol=0)
-            assert batch_reward[i] == pytest.approx(r, abs=1e-6)
-            assert not terminated and not info["diverged"]
-    assert truncated.all()  # horizon 40 reached, never terminated before
-
-
-@pytest.mark.parametrize("family_id", FAMILIES)
 def test_observation_layout(family_id):
     env = get_task_family(family_id).make_env().unwrapped
     env.set_task(FAMILIES[family_id][1])
@@ -319,54 +278,6 @@ def test_ant_gear_150_is_the_reference_gear_1_under_normalize():
 
 
 @pytest.mark.parametrize("family_id", ANT_FAMILIES)
-def test_ant_registered_with_maml_description_and_horizon_200(family_id):
-    spec = get_task_family(family_id)
-    assert "MAML" in spec.description and spec.max_episode_steps == 200
-    env = spec.make_env()
-    assert env.observation_space.shape == (125,) and env.action_space.shape == (8,)
-    np.testing.assert_array_equal(env.action_space.low, -1)
-    np.testing.assert_array_equal(env.action_space.high, 1)
-    assert env.unwrapped.dt == 0.02
-
-
-@pytest.mark.parametrize("family_id", ANT_FAMILIES)
-def test_ant_check_env(family_id):
-    env = get_task_family(family_id).make_env()
-    check_env(env.unwrapped, skip_render_check=True)
-
-
-@pytest.mark.parametrize("family_id", ANT_FAMILIES)
-def test_ant_batch_and_gym_envs_agree(family_id):
-    tasks, seeds = ANT_FAMILIES[family_id], [21, 22]
-    spec = get_task_family(family_id)
-    batch = spec.make_batch_env(2, horizon=60, threads=1)
-    batch_obs = batch.reset(tasks, seeds=seeds)
-    envs = [spec.make_env().unwrapped for _ in tasks]
-    obs = []
-    for env, task, seed in zip(envs, tasks, seeds):
-        env.set_task(task)
-        obs.append(env.reset(seed=seed)[0])
-    np.testing.assert_allclose(batch_obs, np.stack(obs), atol=1e-6, rtol=0)
-    assert np.abs(batch_obs[:, OBS_CONTACT]).sum(axis=1).min() > 0  # standing on its legs
-    rng = np.random.default_rng(0)
-    done = np.zeros(2, dtype=bool)
-    steps = 0
-    for _ in range(60):
-        actions = rng.uniform(-1.5, 1.5, size=(2, 8)) * 0.3
-        batch_obs, batch_reward, batch_term, batch_trunc, _ = batch.step(actions)
-        for i, env in enumerate(envs):
-            if done[i]:
-                continue
-            o, r, terminated, truncated, info = env.step(actions[i])
-            np.testing.assert_allclose(batch_obs[i], o, atol=1e-6, rtol=0)
-            assert batch_reward[i] == pytest.approx(r, abs=1e-6)
-            assert batch_term[i] == terminated and not info["diverged"]
-            done[i] = terminated
-            steps += 1
-    assert steps > 60  # both simulations ran for a while
-
-
-@pytest.mark.parametrize("family_id", ANT_FAMILIES)
 def test_ant_observation_layout_is_rllabs_after_forward(family_id):
     env = get_task_family(family_id).make_env().unwrapped
     env.set_task(ANT_FAMILIES[family_id][1])
@@ -530,3 +441,62 @@ def test_ant_gymnasium_make_and_bad_kwargs():
         get_task_family("MAMLAntGoal-v0").make_env(goal_low=5.0)
     with pytest.raises(metarl.envs.TaskFamilyError, match="healthy_z"):
         get_task_family("MAMLAntVel-v0").make_batch_env(2, healthy_z_low=2.0)
+
+
+# -- every MAML family: registration, check_env, batched = gymnasium ----------------------------
+
+ALL = {**{f: (t, 20, 6, 0.01, 1.0) for f, t in FAMILIES.items()},
+       **{f: (t, 125, 8, 0.02, 0.3) for f, t in ANT_FAMILIES.items()}}  # ant: gentler actions
+
+
+@pytest.mark.parametrize("family_id", ALL)
+def test_registered_with_maml_description_and_horizon_200(family_id):
+    _, obs_dim, act_dim, dt, _ = ALL[family_id]
+    spec = get_task_family(family_id)
+    assert "MAML" in spec.description and spec.max_episode_steps == 200
+    env = spec.make_env()
+    assert env.observation_space.shape == (obs_dim,) and env.action_space.shape == (act_dim,)
+    np.testing.assert_array_equal(env.action_space.low, -1)
+    np.testing.assert_array_equal(env.action_space.high, 1)
+    assert env.unwrapped.dt == dt
+
+
+@pytest.mark.parametrize("family_id", ALL)
+def test_check_env(family_id):
+    env = get_task_family(family_id).make_env()
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+@pytest.mark.parametrize("family_id", ALL)
+def test_batch_and_gym_envs_agree(family_id):
+    tasks, _, act_dim, _, scale = ALL[family_id]
+    seeds, horizon = [21, 22], 60
+    spec = get_task_family(family_id)
+    batch = spec.make_batch_env(2, horizon=horizon, threads=1)
+    batch_obs = batch.reset(tasks, seeds=seeds)
+    envs = [spec.make_env().unwrapped for _ in tasks]
+    obs = []
+    for env, task, seed in zip(envs, tasks, seeds):
+        env.set_task(task)
+        obs.append(env.reset(seed=seed)[0])
+    np.testing.assert_allclose(batch_obs, np.stack(obs), atol=1e-6, rtol=0)
+    if family_id in ANT_FAMILIES:
+        assert np.abs(batch_obs[:, OBS_CONTACT]).sum(axis=1).min() > 0  # standing on its legs
+    rng = np.random.default_rng(0)
+    done = np.zeros(2, dtype=bool)
+    steps = 0
+    for _ in range(horizon):
+        actions = rng.uniform(-1.5, 1.5, size=(2, act_dim)) * scale
+        batch_obs, batch_reward, batch_term, _, _ = batch.step(actions)
+        for i, env in enumerate(envs):
+            if done[i]:
+                continue
+            o, r, terminated, _, info = env.step(actions[i])
+            np.testing.assert_allclose(batch_obs[i], o, atol=1e-6, rtol=0)
+            assert batch_reward[i] == pytest.approx(r, abs=1e-6)
+            assert batch_term[i] == terminated and not info["diverged"]
+            done[i] = terminated
+            steps += 1
+    assert steps > horizon  # both simulations ran for a while
+    if family_id in FAMILIES:
+        assert steps == 2 * horizon  # the half-cheetah never terminates
