@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from . import __version__
 
@@ -260,17 +262,25 @@ def _bench_sampler(args: argparse.Namespace) -> dict[str, float]:
     return figures
 
 
-def _bench_pearl(args: argparse.Namespace) -> dict[str, float | str]:
-    from .bench import bench_pearl
+@contextlib.contextmanager
+def _bad_input() -> Iterator[None]:
+    """A benchmark's ValueError (bad --steps, a config of another algorithm) is bad input."""
     from .config import ConfigError
 
     try:
+        yield
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _bench_pearl(args: argparse.Namespace) -> dict[str, float | str]:
+    from .bench import bench_pearl
+
+    with _bad_input():
         result = bench_pearl(args.config, args.steps, args.warmup, args.overrides, args.device,
                              progress=lambda m: print(m, flush=True))
-    except ValueError as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(str(err)) from None
     figures = result.to_dict()
     print(f"  {'steps_per_s':<16} {figures['steps_per_s']:>10,.1f}  ({figures['device']})")
     print(f"  {'cpu_steps_per_s':<16} {figures['cpu_steps_per_s']:>10,.1f}  "
@@ -281,15 +291,10 @@ def _bench_pearl(args: argparse.Namespace) -> dict[str, float | str]:
 
 def _bench_maml(args: argparse.Namespace) -> dict[str, float]:
     from .bench import bench_maml
-    from .config import ConfigError
 
-    try:
+    with _bad_input():
         result = bench_maml(args.config, args.iterations, args.warmup, args.overrides,
                             args.device, args.compare, progress=lambda m: print(m, flush=True))
-    except ValueError as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(str(err)) from None
     figures = result.to_dict()
     print(f"mean of {args.iterations} meta-iterations, "
           f"{result.env_steps_per_iteration:,.0f} env steps each:")

@@ -138,21 +138,31 @@ class Config:
         """Plain nested dict, suitable for ``yaml.safe_dump``; keys the algorithm does not
         read are left out, so the dump loads back under the same checks."""
         data = dataclasses.asdict(self)
-        for key in self.algorithm.unused:
-            section, _, name = key.partition(".")
-            if name:
-                data[section].pop(name, None)
-            else:
-                data.pop(section, None)
+        _drop_unused(self.algorithm, data)
         return data
+
+
+def _drop_unused(spec: AlgorithmSpec, data: dict[str, Any]) -> list[str]:
+    """Remove from the nested mapping ``data`` the keys and sections ``spec`` never reads
+    (``spec.unused``); returns what held a value, e.g. ``sampler.episodes_per_task``."""
+    dropped = []
+    for key in spec.unused:
+        section, _, name = key.partition(".")
+        if name and isinstance(data.get(section), dict) and name in data[section]:
+            del data[section][name]
+            dropped.append(key)
+        elif not name and section in data:
+            if data.pop(section):
+                dropped.append(f"the {section} section")
+    return dropped
 
 
 SECTIONS = {"env": EnvConfig, "policy": PolicyConfig, "sampler": SamplerConfig,
             "algo": None, "train": TrainConfig, "logging": LoggingConfig}
 
 
-def _algo_section(data: Any) -> Any:
-    """``algo``: the dataclass of the algorithm ``algo.name`` names, built from the rest."""
+def _algo_section(data: Any) -> tuple[AlgorithmSpec, Any]:
+    """``algo``: the algorithm ``algo.name`` names, and its dataclass built from the rest."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -168,7 +178,7 @@ def _algo_section(data: Any) -> Any:
                 if owners else "")
 
     rest = {k: v for k, v in data.items() if k != "name"}
-    return build_section("algo", spec.config, rest, unknown, fixed={"name": name})
+    return spec, build_section("algo", spec.config, rest, unknown, fixed={"name": name})
 
 
 def _check_unused(spec: AlgorithmSpec, data: dict[str, Any]) -> None:
@@ -199,8 +209,7 @@ def config_from_dict(data: Any, source: str = "config") -> Config:
             raise ConfigError(f"{show_key(name)}: unknown section{suggest(str(name), SECTIONS)} "
                               f"(allowed: {', '.join(SECTIONS)})")
     # algo first: which algorithm it is decides which keys of the other sections exist
-    algo = _algo_section(data.get("algo"))
-    spec = get_algorithm(algo.name)
+    spec, algo = _algo_section(data.get("algo"))
     _check_unused(spec, data)
     for name, value in data.items():
         if name != "algo":
@@ -253,15 +262,7 @@ def migrate_saved_config(data: Any) -> tuple[Any, list[str]]:
     foreign = [k for k in algo if k not in own and owners_of(k)]
     for key in foreign:
         del algo[key]
-    dropped = [f"algo.{k}" for k in foreign]
-    for key in spec.unused:
-        section, _, name = key.partition(".")
-        if name and isinstance(data.get(section), dict) and name in data[section]:
-            del data[section][name]
-            dropped.append(key)
-        elif not name and data.get(section):
-            dropped.append(f"the {section} section")
-            del data[section]
+    dropped = [f"algo.{k}" for k in foreign] + _drop_unused(spec, data)
     if dropped:
         notes.append(f"dropped the keys algo.name {spec.name!r} does not have: "
                      f"{', '.join(dropped)}")

@@ -55,16 +55,17 @@ def matmul_ceiling(layers: Sequence[tuple[int, int]], tasks: int, rows: int,
         for a, b in ((x, w), (g, w.transpose(1, 2)), (x.transpose(1, 2), g)):
             best = float("inf")
             for _ in range(repeats + 1):  # the first call warms up
-                _sync(device)
+                sync(device)
                 start = time.perf_counter()
                 torch.bmm(a, b)
-                _sync(device)
+                sync(device)
                 best = min(best, time.perf_counter() - start)
             flops += 2 * a.numel() * b.shape[-1]
             seconds += best
     return flops / seconds / 1e9
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (a no-op on the CPU), so a timer sees all of it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -29,12 +29,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import torch
 
 from ..algos import MAMLTRPO
 from ..config import DEFAULT_DEVICE, load_config
 from ..experiment import build, resolve_device
-from .flops import MatmulFlops, matmul_ceiling
+from .flops import MatmulFlops, matmul_ceiling, sync
 
 PHASES = ("sample_s", "adapt_s", "update_s")
 
@@ -132,10 +131,10 @@ def _update_throughput(algo: MAMLTRPO, cfg: Any) -> tuple[float, float, float]:
     copies = [MAMLTRPO(copy.deepcopy(algo.policy), algo.sampler, algo.cfg,
                        algo.episodes_per_task) for _ in range(2)]
     device = valid.rewards.device
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     copies[0].meta_update(train, valid, params)
-    _sync(device)
+    sync(device)
     seconds = time.perf_counter() - start
     with MatmulFlops() as counter:  # the same work again (same inputs, same line search)
         copies[1].meta_update(train, valid, params)
@@ -145,10 +144,6 @@ def _update_throughput(algo: MAMLTRPO, cfg: Any) -> tuple[float, float, float]:
                              valid.observations.dtype)
     return counter.flops / 1e9, counter.flops / 1e9 / seconds, ceiling
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _compare_meta_steps(algo: MAMLTRPO) -> tuple[float, float]:
@@ -161,6 +156,6 @@ def _compare_meta_steps(algo: MAMLTRPO) -> tuple[float, float]:
                          algo.episodes_per_task)
         t0 = time.perf_counter()
         copy_.meta_update(train, valid, params)
-        _sync(valid.rewards.device)
+        sync(valid.rewards.device)
         seconds.append(time.perf_counter() - t0)
     return seconds[0], seconds[1]

@@ -23,6 +23,7 @@ import torch
 from ..algos.pearl.replay_buffer import Transitions
 from ..config import DEFAULT_DEVICE, load_config
 from ..experiment import build, resolve_device
+from .flops import sync
 
 DEFAULT_CONFIG = Path("configs/pearl/half_cheetah_vel.yaml")
 FILLED = 1024  # transitions per task in each buffer: more than a step draws
@@ -66,11 +67,11 @@ def _steps_per_s(cfg, device: torch.device, steps: int, warmup: int,
                for _ in range(steps + warmup)]
         for task_ids in ids[:warmup]:
             algo.gradient_step(task_ids)
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         for task_ids in ids[warmup:]:
             algo.gradient_step(task_ids)
-        _sync(device)
+        sync(device)
         rate = steps / (time.perf_counter() - start)
         say(f"{device}: {rate:,.1f} gradient steps/s ({torch.get_num_threads()} torch threads)")
         return rate, torch.get_num_threads()
@@ -100,8 +101,3 @@ def bench_pearl(config: Path | None = None, steps: int = 50, warmup: int = 5,
     cpu_rate, cpu_threads = (rate, threads) if target.type == "cpu" else _steps_per_s(
         cfg, torch.device("cpu"), steps, warmup, say)
     return PearlBenchResult(str(target), rate, cpu_rate, cpu_threads)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
