@@ -1,6 +1,7 @@
 """Returns, GAE and the linear baseline against hand-computed values."""
 
 import pytest
+import numpy as np
 import torch
 
 from metarl.algos.maml.policy_gradient import masked_task_mean, normalize_per_task
@@ -64,6 +65,36 @@ def test_linear_baseline_recovers_a_linear_signal():
     values = predict_linear_baseline(batch, coeffs)
     torch.testing.assert_close(values, target * mask, rtol=1e-6, atol=1e-6)
     assert (values[:, 0, 20:] == 0).all()
+
+
+def test_linear_baseline_solves_rank_deficient_designs_like_the_ants():
+    # The ant observes contact forces of bodies that never touch anything: whole feature
+    # columns are zero, so the normal equations are singular up to the ridge. MKL's
+    # two-thread batched LU failed on exactly this (a real ant batch, 254 features).
+    torch.manual_seed(1)
+    tasks, episodes, horizon, obs_dim = 8, 4, 50, 125
+    obs = torch.randn(tasks, episodes, horizon, obs_dim, dtype=torch.float64) * 3
+    obs[..., 65:] = 0.0  # the never-touching contact block
+    mask = torch.ones(tasks, episodes, horizon, dtype=torch.float64)
+    mask[:, 1, 30:] = 0.0
+    batch = EpisodeBatch(obs, obs[..., :1], torch.zeros_like(mask), mask,
+                         torch.zeros(tasks, episodes, dtype=torch.bool))
+    returns = torch.randn(tasks, episodes, horizon, dtype=torch.float64) * 100
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        coeffs = fit_linear_baseline(batch, returns, reg_coeff=1e-5)
+    finally:
+        torch.set_num_threads(threads)
+    feats = baseline_features(batch).reshape(tasks, -1, 2 * obs_dim + 4).numpy()
+    m = mask.reshape(tasks, -1, 1).numpy()
+    y = returns.reshape(tasks, -1, 1).numpy()
+    for i in range(tasks):
+        a = feats[i].T @ (feats[i] * m[i]) + 1e-5 * np.eye(feats.shape[-1])
+        reference = np.linalg.lstsq(a, feats[i].T @ (y[i] * m[i]), rcond=None)[0][:, 0]
+        # The fitted values, not the coefficients, are well determined here.
+        np.testing.assert_allclose(feats[i] @ coeffs[i].numpy(), feats[i] @ reference,
+                                   rtol=0, atol=1e-6 * np.abs(y[i]).max())
 
 
 def test_baseline_features_time_terms():

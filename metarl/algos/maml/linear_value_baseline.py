@@ -24,8 +24,9 @@ def fit_linear_baseline(batch: EpisodeBatch, returns: torch.Tensor, reg_coeff: f
                         max_tries: int = 5) -> torch.Tensor:
     """Per-task ridge coefficients ``[T, F]`` minimising masked squared error to ``returns``.
 
-    The problem is solved in float64; if it is numerically singular, the ridge
-    coefficient grows tenfold up to ``max_tries`` times (as rllab does).
+    The problem is solved in float64 by Cholesky factorisation of the ridge-regularised
+    normal equations; a task whose system is numerically singular retries with a
+    tenfold ridge coefficient, up to ``max_tries`` times (as rllab does).
     """
     num_tasks = batch.num_tasks
     features = baseline_features(batch)
@@ -35,12 +36,20 @@ def fit_linear_baseline(batch: EpisodeBatch, returns: torch.Tensor, reg_coeff: f
     xtx = x.transpose(1, 2) @ (x * m)
     xty = x.transpose(1, 2) @ (y * m)
     eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-    reg = reg_coeff
+    # Cholesky, not LU: the normal equations are symmetric positive semi-definite, and
+    # features that never vary (the ant's contact forces of bodies that never touch
+    # anything) make them singular up to the ridge. MKL's multithreaded batched LU
+    # (torch.linalg.solve) then fails outright on this machine (2 threads, 254 features:
+    # "Pivots given to lu_solve must all be greater or equal to 1"), where Cholesky
+    # reports failure per task through ``info``.
+    reg = torch.full((num_tasks, 1, 1), reg_coeff, dtype=x.dtype, device=x.device)
     for _ in range(max_tries):
-        coeffs = torch.linalg.solve(xtx + reg * eye, xty)
-        if torch.isfinite(coeffs).all():
+        factor, info = torch.linalg.cholesky_ex(xtx + reg * eye)
+        coeffs = torch.cholesky_solve(xty, factor)
+        failed = (info != 0) | ~torch.isfinite(coeffs).all(dim=1).squeeze(-1)
+        if not failed.any():
             break
-        reg *= 10.0
+        reg = torch.where(failed.view(-1, 1, 1), reg * 10.0, reg)
     return coeffs.squeeze(-1).to(returns.dtype)
 
 
