@@ -7,7 +7,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from . import __version__
 
@@ -104,6 +104,19 @@ def _parser() -> argparse.ArgumentParser:
                     help="also time one meta-step the reference way (exact double backprop "
                          "on every episode) on the same samples")
     bm.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    bf = bench_sub.add_parser("fisher", help="MAML-TRPO: cosine of the subsampled-Fisher CG "
+                                             "direction to the full one, and their seconds")
+    bf.add_argument("--config", type=Path, required=True,
+                    help="experiment YAML, e.g. configs/maml_trpo/half_cheetah_vel.yaml")
+    bf.add_argument("--fraction", type=float, default=0.2,
+                    help="share of the episodes the approximations use (default 0.2)")
+    bf.add_argument("--checkpoint", dest="checkpoints", action="append", default=[], type=Path,
+                    metavar="PT", help="also compare at this checkpoint of a run of the "
+                                       "config (repeatable)")
+    bf.add_argument("--set", dest="overrides", action="append", default=[],
+                    metavar="SECTION.KEY=VALUE", help="override a config key (repeatable)")
+    bf.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE)
+    bf.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     bp = bench_sub.add_parser("pearl", help="PEARL gradient steps/s on --device and on the CPU "
                                             "in the same run")
     bp.add_argument("--config", type=Path,
@@ -215,6 +228,8 @@ def _bench(args: argparse.Namespace) -> int:
         figures = _bench_maml(args)
     elif args.bench == "pearl":
         figures = _bench_pearl(args)
+    elif args.bench == "fisher":
+        figures = _bench_fisher(args)
     else:
         figures = _bench_sampler(args)
     if args.json is not None:
@@ -287,6 +302,21 @@ def _bench_pearl(args: argparse.Namespace) -> dict[str, float | str]:
           f"({figures['cpu_torch_threads']} torch threads)")
     print(f"  {'speedup_vs_cpu':<16} {figures['speedup_vs_cpu']:>10.2f}x")
     return figures
+
+
+def _bench_fisher(args: argparse.Namespace) -> dict[str, Any]:
+    from .bench import bench_fisher
+
+    with _bad_input():
+        points = bench_fisher(args.config, args.fraction, args.checkpoints, args.overrides,
+                              args.device, progress=lambda m: print(m, flush=True))
+    for variant in ("kl_states", "episodes"):
+        cosines = [p.cosine[variant] for p in points]
+        print(f"  {variant:<10} cosine to full: min {min(cosines):.4f} "
+              f"mean {sum(cosines) / len(cosines):.4f}")
+    return {"fraction": args.fraction,
+            "points": [{"at": p.label, "cosine": p.cosine, "seconds": p.seconds}
+                       for p in points]}
 
 
 def _bench_maml(args: argparse.Namespace) -> dict[str, float]:

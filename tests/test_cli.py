@@ -142,6 +142,31 @@ def test_bench_maml_reports_phase_seconds(tmp_path):
     assert bad.returncode == 2 and "--iterations must be >= 1" in bad.stderr
 
 
+def test_bench_fisher_compares_cg_directions_at_the_start_and_at_checkpoints(tmp_path):
+    small = ["--set", "algo.meta_batch_size=3", "--set", "sampler.episodes_per_task=5",
+             "--set", "env.horizon=20"]
+    run = tmp_path / "run"
+    trained = metarl("train", CONFIG, "--run-dir", run, "--device", "cpu", "--set",
+                     "train.iterations=1", "--set", "logging.tensorboard=false", *small,
+                     cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    checkpoint = run / "checkpoints" / "iter_000001.pt"
+    out = tmp_path / "fisher.json"
+    proc = metarl("bench", "fisher", "--config", CONFIG, "--checkpoint", checkpoint,
+                  "--fraction", 0.4, "--device", "cpu", *small, "--json", out, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(out.read_text())
+    assert figures["fraction"] == 0.4
+    assert [p["at"] for p in figures["points"]] == ["initial policy", "iteration 1"]
+    for point in figures["points"]:
+        assert point["cosine"]["full"] == pytest.approx(1.0)
+        assert all(-1.0 <= c <= 1.0 + 1e-9 for c in point["cosine"].values())
+        assert all(s > 0 for s in point["seconds"].values())
+    assert "kl_states  cosine to full" in proc.stdout
+    bad = metarl("bench", "fisher", "--config", CONFIG, "--fraction", 1.0, cwd=tmp_path)
+    assert bad.returncode == 2 and "--fraction must be in (0, 1)" in bad.stderr
+
+
 def test_bench_pearl_reports_gradient_steps_per_second(tmp_path):
     out = tmp_path / "bench.json"
     pearl = ROOT / "configs" / "pearl" / "navigation_2d.yaml"

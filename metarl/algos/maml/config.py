@@ -24,9 +24,10 @@ class TRPOConfig:
     baseline_reg: float = setting(1e-5, "Ridge coefficient of the linear feature value "
                                   "baseline of the advantages.", gt=0, le=1e6)
     max_kl: float = setting(0.01, "TRPO trust region: max mean KL per update.", gt=0, le=10)
-    fisher_subsample: float = setting(1.0, "Share of each task's episodes used for "
-                                      "Fisher-vector products (the gradient and line search "
-                                      "use all).", gt=0, le=1)
+    fisher_subsample: float = setting(1.0, "Share of each task's post-adaptation episodes "
+                                      "the Fisher-vector products evaluate the KL on (their "
+                                      "inner steps, the gradient and the line search use "
+                                      "all).", gt=0, le=1)
     cg_iters: int = setting(10, "Conjugate-gradient iterations.", ge=1, le=10**4)
     cg_damping: float = setting(1e-5, "Damping added to the Fisher-vector product.", ge=0,
                                 le=1e6)

@@ -28,10 +28,13 @@ gradient are zero). Three ways to compute it (``algo.fisher``):
     about 4x cheaper than ``gauss_newton``; it is also what ``exact`` reduces to
     when the meta-gradient itself is first order (``algo.first_order``).
 
-``algo.fisher_subsample`` computes the products on the first ``ceil(f * E)`` of each
-task's ``E`` episodes (episodes are i.i.d., so this is a uniform subsample, as in
-rllab's ``subsample_factor``). The meta-gradient and the line search always use
-every episode.
+``algo.fisher_subsample`` evaluates the KL on the first ``ceil(f * E)`` of each task's
+``E`` post-adaptation episodes (episodes are i.i.d., so this is a uniform subsample of
+the states the KL averages over, as rllab's ``subsample_factor`` subsamples the KL's
+inputs). The inner steps inside the products always use every episode: subsampling
+them too would precondition with the curvature of a different adaptation map
+(``metarl bench fisher`` measures both). The meta-gradient and the line search always
+use every episode.
 """
 
 from __future__ import annotations
@@ -107,12 +110,11 @@ def fisher_vector_product(method: str, policy: GaussianMLPPolicy, train: InnerDa
         adapted: the stacked post-adaptation parameters ``theta'`` at the current
             ``theta`` (used by ``first_order``).
         damping: added multiple of the identity.
-        fraction: share of each task's episodes used (``algo.fisher_subsample``).
+        fraction: share of each task's post-adaptation episodes the KL is evaluated on
+            (``algo.fisher_subsample``); the inner steps use all of ``train``.
     """
     if method not in FISHER_METHODS:
         raise ValueError(f"fisher must be one of {FISHER_METHODS}, got {method!r}")
-    train = [(subsample(b, fraction), a[:, :_kept_episodes(b.episodes_per_task, fraction)])
-             for b, a in train]
     valid = subsample(valid, fraction)
     weights = kl_weights(valid.mask)
     if method == "exact":
