@@ -1,7 +1,8 @@
 """Meta-learning algorithms: one contract (:class:`MetaLearner`), one registry, one room each.
 
 ``maml/`` holds MAML-TRPO and plain TRPO (the MAML paper's baselines), ``pearl/`` holds
-PEARL. Importing this package imports no torch; the learners load when first used.
+PEARL, ``promp/`` ProMP (on MAML's sampler and inner step). Importing this package imports
+no torch; the learners load when first used.
 """
 
 from typing import Any
@@ -10,7 +11,7 @@ from .base import Adaptation, AdaptationError, BuildContext, IterationStats, Met
 from .registry import AlgorithmSpec, get_algorithm, list_algorithms, register_algorithm
 
 _LAZY = {"MAMLTRPO": "metarl.algos.maml.learner", "TRPO": "metarl.algos.maml.learner",
-         "PEARL": "metarl.algos.pearl.learner"}
+         "PEARL": "metarl.algos.pearl.learner", "ProMP": "metarl.algos.promp.learner"}
 
 
 def __getattr__(name: str) -> Any:
@@ -22,5 +23,5 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["Adaptation", "AdaptationError", "AlgorithmSpec", "BuildContext", "IterationStats",
-           "MAMLTRPO", "MetaLearner", "PEARL", "TRPO", "get_algorithm", "list_algorithms",
+           "MAMLTRPO", "MetaLearner", "PEARL", "ProMP", "TRPO", "get_algorithm", "list_algorithms",
            "register_algorithm"]

@@ -118,6 +118,7 @@ def owners_of(key: str) -> list[str]:
 def _register_builtins() -> None:
     from .maml.config import MAMLTRPOConfig, TRPOConfig
     from .pearl.config import PEARLConfig
+    from .promp.config import ProMPConfig
 
     register_algorithm(
         "maml_trpo", config=MAMLTRPOConfig, build="metarl.algos.maml.learner:build_maml_trpo",
@@ -128,6 +129,11 @@ def _register_builtins() -> None:
         description="TRPO on the task mixture, no adaptation in training: the MAML paper's "
                     "pretrained and (with env.task_in_observation) oracle baselines",
         meta_learner=False, override=True)
+    register_algorithm(
+        "promp", config=ProMPConfig, build="metarl.algos.promp.learner:build_promp",
+        description="ProMP: MAML with the low-variance curvature inner step and a clipped, "
+                    "KL-penalised outer objective (Rothfuss et al. 2019), batched over tasks",
+        best_by="meta_train/return/adapt_{K}", override=True)
     pearl_nets = "PEARL's networks are set under algo (hidden_sizes, encoder_hidden_sizes)"
     register_algorithm(
         "pearl", config=PEARLConfig, build="metarl.algos.pearl.learner:build_pearl",

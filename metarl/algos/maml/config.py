@@ -13,8 +13,8 @@ from ...schema import setting
 
 
 @dataclass
-class TRPOConfig:
-    """TRPO on the mixture of tasks: one policy for all tasks, no adaptation in training."""
+class PolicyGradientConfig:
+    """The keys every on-policy gradient learner here shares: tasks and advantages."""
 
     name: str = setting("trpo", "Algorithm (see `metarl algos`).")
     meta_batch_size: int = setting(20, "Tasks sampled per iteration.", ge=1, le=10**6)
@@ -23,6 +23,25 @@ class TRPOConfig:
     normalize_advantages: bool = setting(True, "Standardize advantages per task.")
     baseline_reg: float = setting(1e-5, "Ridge coefficient of the linear feature value "
                                   "baseline of the advantages.", gt=0, le=1e6)
+
+
+@dataclass
+class InnerLoopConfig(PolicyGradientConfig):
+    """The inner loop of the MAML family: policy-gradient adaptation steps."""
+
+    inner_steps: int = setting(1, "Inner-loop policy-gradient steps during meta-training.",
+                               ge=1, le=100)
+    inner_step_size: float = setting(0.1, "Inner-loop step size alpha.", gt=0, le=1e3)
+    eval_step_sizes: list[float] = setting(
+        [0.1, 0.05], "Step sizes of `metarl eval`'s adaptation: step k uses entry "
+        "min(k, len-1).", gt=0, le=1e3)
+
+
+@dataclass
+class TRPOConfig(PolicyGradientConfig):
+    """TRPO on the mixture of tasks: one policy for all tasks, no adaptation in training."""
+
+    name: str = setting("trpo", "Algorithm (see `metarl algos`).")
     max_kl: float = setting(0.01, "TRPO trust region: max mean KL per update.", gt=0, le=10)
     fisher_subsample: float = setting(1.0, "Share of each task's post-adaptation episodes "
                                       "the Fisher-vector products evaluate the KL on (their "
@@ -37,18 +56,12 @@ class TRPOConfig:
 
 
 @dataclass
-class MAMLTRPOConfig(TRPOConfig):
+class MAMLTRPOConfig(InnerLoopConfig, TRPOConfig):
     """MAML with a TRPO meta-optimizer: TRPO's keys plus the inner loop's."""
 
     name: str = setting("maml_trpo", "Algorithm (see `metarl algos`).")
-    inner_steps: int = setting(1, "Inner-loop policy-gradient steps during meta-training.",
-                               ge=1, le=100)
-    inner_step_size: float = setting(0.1, "Inner-loop step size alpha.", gt=0, le=1e3)
     first_order: bool = setting(False, "Drop second-order terms of the meta-gradient (FOMAML).")
     fisher: str = setting("gauss_newton", "Fisher-vector products of the meta-step's KL: exact "
                           "(double backprop), gauss_newton (same values, jvp/vjp), first_order "
                           "(ignores the inner step's Jacobian; approximate).",
                           choices=("exact", "gauss_newton", "first_order"))
-    eval_step_sizes: list[float] = setting(
-        [0.1, 0.05], "Step sizes of `metarl eval`'s adaptation: step k uses entry "
-        "min(k, len-1).", gt=0, le=1e3)

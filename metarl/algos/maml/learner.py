@@ -163,8 +163,7 @@ class MAMLTRPO(MetaLearner):
                                      batches[-1], adaptation.params)
         else:
             self.skip_reason = f"{adaptation.failure} in the inner step"
-            stats = _update_stats(bool(adaptation.advantages), None, float("nan"),
-                                  float("nan"), float("nan"), float("nan"))
+            stats = self.skipped_update_stats()
         update_s = time.perf_counter() - t1
 
         planned = self.inner_steps + 1
@@ -255,6 +254,11 @@ class MAMLTRPO(MetaLearner):
                 _assign(theta, old_vector)
         return _update_stats(bool(train), result, inner_loss, loss_before.item(),
                              kl_before.item(), residual)
+
+    def skipped_update_stats(self) -> dict[str, float]:
+        """The meta-update's statistics when it did not run (the same keys, NaN)."""
+        nan = float("nan")
+        return _update_stats(self.adapts_in_training, None, nan, nan, nan, nan)
 
     def _first_order(self) -> bool:
         return self.adapts_in_training and self.cfg.first_order
