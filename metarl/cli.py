@@ -90,8 +90,8 @@ def _parser() -> argparse.ArgumentParser:
                                                            "(default 2)")
     bs.add_argument("--seed", type=int, default=0)
     bs.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    bm = bench_sub.add_parser("maml", help="seconds per MAML-TRPO meta-iteration: sample_s, "
-                                           "adapt_s, update_s, total_s")
+    bm = bench_sub.add_parser("maml", help="seconds per MAML-TRPO or ProMP meta-iteration: "
+                                           "sample_s, adapt_s, update_s, total_s")
     bm.add_argument("--config", type=Path, required=True,
                     help="experiment YAML, e.g. configs/maml_trpo/half_cheetah_vel.yaml")
     bm.add_argument("--iterations", type=int, default=3, help="timed meta-iterations (default 3)")

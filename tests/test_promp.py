@@ -1,6 +1,7 @@
 """ProMP: the LVC inner step against per-sample torch.func derivatives, the clipped
 objective against hand-computed values, learning on navigation, resume and NaN guards."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from metarl.envs import get_task_family
 from metarl.experiment import build
 from metarl.policies import GaussianMLPPolicy, stack_params
 from metarl.samplers import BatchSampler
+
+from cli_helpers import metarl
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "promp" / "navigation_2d.yaml")
 
@@ -173,3 +176,16 @@ def test_resume_equals_an_uninterrupted_run_and_eval_runs(tmp_path):
                                torch.as_tensor(value)), (key, field)
     assert main(["eval", str(full), "--tasks", "3", "--steps", "1", "--device", "cpu"]) == 0
     assert (full / "eval" / "adaptation.csv").exists()
+
+
+def test_bench_maml_times_promp(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = metarl("bench", "maml", "--config", CONFIG, "--iterations", 1, "--warmup", 0,
+                  "--device", "cpu", "--set", "algo.meta_batch_size=3",
+                  "--set", "sampler.episodes_per_task=2", "--set", "env.horizon=20",
+                  "--json", out, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(out.read_text())
+    assert figures["update_s"] > 0 and figures["update_gflop"] > 0
+    compare = metarl("bench", "maml", "--config", CONFIG, "--compare", cwd=tmp_path)
+    assert compare.returncode == 2 and "--compare times MAML-TRPO" in compare.stderr

@@ -139,9 +139,11 @@ def test_killed_worker_is_replaced_and_its_slice_redone(local_ray):
         reference.close()
 
 
-def test_train_cli_on_local_ray(tmp_path):
+@pytest.mark.parametrize("config", [NAV_CONFIG, NAV_CONFIG.parents[1] / "promp" / NAV_CONFIG.name],
+                         ids=["maml_trpo", "promp"])
+def test_train_cli_on_local_ray(tmp_path, config):
     run_dir = tmp_path / "run"
-    proc = metarl("train", NAV_CONFIG, "--run-dir", run_dir, "--set", "train.iterations=2",
+    proc = metarl("train", config, "--run-dir", run_dir, "--set", "train.iterations=2",
                   "--set", "sampler.backend=ray", "--set", "sampler.num_workers=2",
                   "--set", "algo.meta_batch_size=4", "--set", "sampler.episodes_per_task=4",
                   "--set", "logging.tensorboard=false", cwd=tmp_path)

@@ -1,12 +1,13 @@
-"""``metarl bench maml``: seconds per MAML-TRPO meta-iteration, split by phase.
+"""``metarl bench maml``: seconds per meta-iteration of the MAML family (MAML-TRPO, ProMP),
+split by phase.
 
 Runs whole meta-iterations of a config (sampling, adaptation, TRPO meta-step) with
 logging and checkpoints off, and reports the mean over the timed iterations of
 
 * ``sample_s``: rollouts before and after adaptation;
 * ``adapt_s``: baseline fits and inner policy-gradient steps between them;
-* ``update_s``: the TRPO meta-step (second-order meta-gradient, conjugate gradient
-  on Fisher-vector products, line search);
+* ``update_s``: the meta-step (MAML-TRPO: second-order meta-gradient, conjugate
+  gradient on Fisher-vector products, line search; ProMP: its Adam steps);
 * ``total_s``: wall time of the iteration; ``env_steps_per_s`` = env steps / ``total_s``.
 
 After the timed iterations, one more meta-batch is sampled and its meta-step is run twice
@@ -79,11 +80,15 @@ def bench_maml(config: Path, iterations: int = 3, warmup: int = 1, overrides: It
     if warmup < 0:
         raise ValueError(f"--warmup must be >= 0, got {warmup}")
     cfg = load_config(config, list(overrides))
-    if cfg.algo.name != "maml_trpo":
-        raise ValueError(f"metarl bench maml times MAML-TRPO; {config} sets algo.name "
-                         f"{cfg.algo.name!r}")
+    if compare and cfg.algo.name != "maml_trpo":
+        raise ValueError(f"--compare times MAML-TRPO's meta-step the reference way; {config} "
+                         f"sets algo.name {cfg.algo.name!r}")
     parts = build(cfg, resolve_device(device))
     algo = parts.algo
+    if not (isinstance(algo, MAMLTRPO) and algo.adapts_in_training):
+        parts.sampler.close()
+        raise ValueError(f"metarl bench maml times the MAML family's meta-iterations "
+                         f"(maml_trpo, promp); {config} sets algo.name {cfg.algo.name!r}")
     say = progress or (lambda _: None)
     sums = dict.fromkeys((*PHASES, "total_s", "env_steps"), 0.0)
     compared = reference = None
@@ -128,8 +133,8 @@ def _fresh_meta_batch(algo: MAMLTRPO) -> tuple[list, Any, dict]:
 def _update_throughput(algo: MAMLTRPO, cfg: Any) -> tuple[float, float, float]:
     """GFLOP of one meta-step, its achieved GFLOP/s and the matmul ceiling on its shapes."""
     train, valid, params = _fresh_meta_batch(algo)
-    copies = [MAMLTRPO(copy.deepcopy(algo.policy), algo.sampler, algo.cfg,
-                       algo.episodes_per_task) for _ in range(2)]
+    copies = [type(algo)(copy.deepcopy(algo.policy), algo.sampler, algo.cfg,
+                         algo.episodes_per_task) for _ in range(2)]
     device = valid.rewards.device
     sync(device)
     start = time.perf_counter()
