@@ -75,7 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     bs = bench_sub.add_parser("sampler", help="env-steps/s: physics limit vs metarl's sampler "
                                               "vs gymnasium SyncVectorEnv")
-    bs.add_argument("--family", default="HalfCheetahVel-v0", help="MuJoCo task family id")
+    bs.add_argument("--family", dest="families", action="append", metavar="FAMILY",
+                    help="MuJoCo task family id (default HalfCheetahVel-v0); repeat it to "
+                         "compare variants, e.g. --family HalfCheetahVel-v0 "
+                         "--family MAMLHalfCheetahVel-v0")
     bs.add_argument("--tasks", type=int, default=40, help="tasks (default 40)")
     bs.add_argument("--episodes", type=int, default=20, help="episodes per task (default 20)")
     bs.add_argument("--horizon", type=int, default=200, help="steps per episode (default 200)")
@@ -241,19 +244,37 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_sampler(args: argparse.Namespace) -> dict[str, float]:
-    from .bench import bench_sampler
+def _bench_sampler(args: argparse.Namespace) -> dict[str, Any]:
+    """One family's figures, or ``{family: figures}`` when ``--family`` is repeated."""
     from .config import ConfigError
-    from .envs import TaskFamilyError, UnknownTaskFamilyError
-
-    from .samplers.ray_sampler import RayBackendError
 
     if args.threads < 0:
         raise ConfigError(f"--threads must be >= 0, got {args.threads}")
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    families = args.families or ["HalfCheetahVel-v0"]
+    runs = {}
+    for family in families:
+        if len(families) > 1:
+            print(f"{family}:")
+        runs[family] = _bench_one_family(args, family)
+    if len(families) == 1:
+        return runs[families[0]]
+    print(f"{'family':<28} {'physics only':>14} {'metarl':>12} {'ratio':>7}  (env-steps/s)")
+    for family, figures in runs.items():
+        print(f"{family:<28} {figures['raw_steps_per_s']:>14,.0f} "
+              f"{figures['metarl_steps_per_s']:>12,.0f} {figures['ratio_to_raw']:>7.3f}")
+    return runs
+
+
+def _bench_one_family(args: argparse.Namespace, family: str) -> dict[str, float]:
+    from .bench import bench_sampler
+    from .config import ConfigError
+    from .envs import TaskFamilyError, UnknownTaskFamilyError
+    from .samplers.ray_sampler import RayBackendError
+
     try:
-        result = bench_sampler(args.family, args.tasks, args.episodes, args.horizon, args.threads,
+        result = bench_sampler(family, args.tasks, args.episodes, args.horizon, args.threads,
                                args.gym_episodes, args.repeats, args.seed, backend=args.backend,
                                workers=args.workers)
     except (TaskFamilyError, UnknownTaskFamilyError) as err:

@@ -307,3 +307,13 @@ def test_bench_sampler_cli_writes_exactly_the_documented_keys(tmp_path):
     assert all(np.isfinite(v) and v > 0 for v in figures.values())
     assert figures["ratio_to_raw"] == pytest.approx(
         figures["metarl_steps_per_s"] / figures["raw_steps_per_s"])
+    variants = subprocess.run([sys.executable, "-m", "metarl", "bench", "sampler", "--tasks", "2",
+                               "--episodes", "2", "--horizon", "5", "--repeats", "1", "--threads",
+                               "1", "--family", "HalfCheetahVel-v0", "--family",
+                               "MAMLHalfCheetahVel-v0", "--json", str(out)], capture_output=True,
+                              text=True, cwd=tmp_path,
+                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert variants.returncode == 0, variants.stderr
+    figures = json.loads(out.read_text())
+    assert set(figures) == {"HalfCheetahVel-v0", "MAMLHalfCheetahVel-v0"}
+    assert "MAMLHalfCheetahVel-v0" in variants.stdout.splitlines()[-1]
