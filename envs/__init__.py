@@ -6,7 +6,7 @@ Users add their own with :func:`register_mujoco_family` (MuJoCo models: gymnasiu
 env and batched env from one definition) or :func:`register_task_family` (any env).
 """
 
-from .base import BatchTaskEnv, TaskEnvMixin, TaskFamilyError
+from .base import BatchTaskEnv, ReferenceTaskSet, TaskEnvMixin, TaskFamilyError
 from .mujoco_env import (
     ASSETS,
     MujocoBatchEnv,
@@ -22,7 +22,7 @@ from .registry import (
     list_task_families,
     register_task_family,
 )
-from .tasks import DirectionTask, GoalTask, VelocityTask, task_features
+from .tasks import DirectionTask, GoalTask, HeadingTask, VelocityTask, task_features
 
 # Gymnasium-style MDPs (HalfCheetah-v5 / Ant-v5 models, frame skip 5) with the papers' tasks;
 # neither paper ran these MDPs (see metarl.envs.locomotion)
@@ -56,6 +56,22 @@ _MAML_ANT = {
                       "(cbfinn/maml_rl AntEnvRandGoal)",
 }
 
+# The PEARL reference code's own MDPs (katerakelly/oyster on gym 0.12.1: gym's models, frame
+# skip 5, oyster's observations and rewards, fixed reference task sets); see
+# metarl.envs.pearl_locomotion and metarl.envs.pearl_ant.
+_PEARL_LOCOMOTION = {
+    "PEARLHalfCheetahVel-v0": "half-cheetah at a target velocity v* ~ U[0, 3], as the PEARL "
+                              "reference code (katerakelly/oyster cheetah-vel)",
+    "PEARLHalfCheetahDir-v0": "half-cheetah forward or backward, as the PEARL reference code "
+                              "(katerakelly/oyster cheetah-dir)",
+}
+_PEARL_ANT = {
+    "PEARLAntGoal-v0": "ant walking to a goal in the disk of radius 3, as the PEARL reference "
+                       "code (katerakelly/oyster ant-goal)",
+    "PEARLAntDir-v0": "ant running in a heading in the plane, as the PEARL reference code "
+                      "(katerakelly/oyster ant-dir)",
+}
+
 
 def register_builtin_families() -> None:
     """Register the task families that ship with metarl (idempotent)."""
@@ -68,7 +84,8 @@ def register_builtin_families() -> None:
         override=True,
     )
     for module, families in (("locomotion", _LOCOMOTION),
-                             ("maml_locomotion", _MAML_LOCOMOTION), ("maml_ant", _MAML_ANT)):
+                             ("maml_locomotion", _MAML_LOCOMOTION), ("maml_ant", _MAML_ANT),
+                             ("pearl_locomotion", _PEARL_LOCOMOTION), ("pearl_ant", _PEARL_ANT)):
         for family_id, description in families.items():
             name = family_id.split("-")[0]
             register_task_family(
@@ -88,9 +105,11 @@ __all__ = [
     "BatchTaskEnv",
     "DirectionTask",
     "GoalTask",
+    "HeadingTask",
     "MujocoBatchEnv",
     "MujocoTaskEnv",
     "MujocoTaskFamily",
+    "ReferenceTaskSet",
     "SimState",
     "TaskEnvMixin",
     "TaskFamilyError",

@@ -10,6 +10,7 @@ observations and rewards; the tests hold every built-in family to that.
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import gymnasium
@@ -18,6 +19,30 @@ import numpy as np
 
 class TaskFamilyError(ValueError):
     """Invalid family definition, keyword arguments or model file; the message names them."""
+
+
+@dataclass(frozen=True)
+class ReferenceTaskSet:
+    """A paper's fixed training and held-out tasks, as its reference code draws them.
+
+    ``train`` and ``test`` are in the reference's order. :meth:`split` takes the first
+    ``num_train`` training tasks and the last ``num_test`` held-out tasks, the slicing of
+    PEARL's reference code (oyster ``launch_experiment.py``: ``tasks[:n_train_tasks]``,
+    ``tasks[-n_eval_tasks:]``), so smaller sets are subsets of the reference's.
+    ``source`` names the reference file and procedure the numbers come from.
+    """
+
+    train: tuple[Any, ...]
+    test: tuple[Any, ...]
+    source: str
+
+    def split(self, num_train: int, num_test: int) -> tuple[list[Any], list[Any]]:
+        """The first ``num_train`` training and the last ``num_test`` held-out tasks."""
+        if not (1 <= num_train <= len(self.train) and 1 <= num_test <= len(self.test)):
+            raise ValueError(f"the reference task set has {len(self.train)} training and "
+                             f"{len(self.test)} held-out tasks; asked for {num_train} and "
+                             f"{num_test}")
+        return list(self.train[:num_train]), list(self.test[len(self.test) - num_test:])
 
 
 class TaskEnvMixin:
@@ -34,6 +59,10 @@ class TaskEnvMixin:
     def get_task(self) -> Any:
         """The current task."""
         raise NotImplementedError
+
+    def reference_task_set(self) -> ReferenceTaskSet | None:
+        """The fixed train/test tasks of the family's reference code (``None``: it has none)."""
+        return None
 
 
 class BatchTaskEnv(abc.ABC):
@@ -58,6 +87,10 @@ class BatchTaskEnv(abc.ABC):
     @abc.abstractmethod
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
         """Draw ``n`` tasks from the family's distribution."""
+
+    def reference_task_set(self) -> ReferenceTaskSet | None:
+        """The fixed train/test tasks of the family's reference code (``None``: it has none)."""
+        return None
 
     @abc.abstractmethod
     def reset(self, tasks: Sequence[Any], seeds: Sequence[int] | None = None) -> np.ndarray:

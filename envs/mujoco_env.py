@@ -33,7 +33,7 @@ import mujoco.batch
 import numpy as np
 from gymnasium import spaces
 
-from .base import BatchTaskEnv, TaskEnvMixin, TaskFamilyError
+from .base import BatchTaskEnv, ReferenceTaskSet, TaskEnvMixin, TaskFamilyError
 
 if TYPE_CHECKING:
     from .registry import TaskFamilySpec
@@ -51,6 +51,8 @@ class SimState:
         action: controls applied during the step (clipped to the actuators' ranges).
         dt: duration of the control step, ``timestep * frame_skip``.
         data: the extra ``MjData`` fields the family lists in ``data_fields``.
+        data_before: the ``MjData`` fields the family lists in ``data_fields_before``, as
+            they were before the step (after a reset: their values at the reset).
     """
 
     qpos: np.ndarray
@@ -59,6 +61,7 @@ class SimState:
     action: np.ndarray
     dt: float
     data: Mapping[str, np.ndarray] = field(default_factory=dict)
+    data_before: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 class MujocoTaskFamily:
@@ -66,18 +69,22 @@ class MujocoTaskFamily:
 
     Class attributes: ``xml_path`` (MJCF file), ``frame_skip`` (physics steps per
     control step), ``data_fields`` (``MjData`` fields the functions read besides
-    ``qpos``/``qvel``, e.g. ``("cfrc_ext",)``). Keyword arguments of ``__init__``
+    ``qpos``/``qvel``, e.g. ``("cfrc_ext",)``), ``data_fields_before`` (fields whose
+    values from *before* the step the functions read, e.g. ``("xpos",)`` for a body
+    frame's displacement; copied once per step). Keyword arguments of ``__init__``
     are the family's kwargs (``env.kwargs`` in a config); validate them there and
     raise ``ValueError`` with the allowed range.
 
     Subclasses implement :meth:`sample_tasks`, :meth:`task_arrays`,
     :meth:`observation` and :meth:`reward`; :meth:`terminated`,
-    :meth:`model_fields` and :meth:`initial_state` have defaults.
+    :meth:`model_fields`, :meth:`initial_state` and :meth:`reference_task_set` have
+    defaults.
     """
 
     xml_path: ClassVar[str | Path]
     frame_skip: ClassVar[int] = 5
     data_fields: ClassVar[tuple[str, ...]] = ()
+    data_fields_before: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, reset_noise_scale: float = 0.1) -> None:
         if not reset_noise_scale >= 0:
@@ -129,6 +136,12 @@ class MujocoTaskFamily:
         qpos = model.qpos0 + rng.uniform(-s, s, size=model.nq)
         qvel = s * rng.standard_normal(model.nv)
         return qpos, qvel
+
+    def reference_task_set(self) -> ReferenceTaskSet | None:
+        """The fixed train/test tasks of the family's reference code, or ``None`` (default)
+        when it defines none; raise :class:`TaskFamilyError` when the family's kwargs
+        change the task distribution away from the reference's."""
+        return None
 
 
 def family_kwargs(cls: type[MujocoTaskFamily]) -> list[str]:
@@ -255,9 +268,17 @@ class MujocoTaskEnv(TaskEnvMixin, gymnasium.Env):
         self.dt = self.model.opt.timestep * self.family.frame_skip
         self._task: Any = None
         self._task_arrays: dict[str, np.ndarray] = {}
+        self._data_before: dict[str, np.ndarray] = {}
 
     def sample_tasks(self, n: int, rng: np.random.Generator | None = None) -> list[Any]:
         return self.family.sample_tasks(n, rng if rng is not None else self.np_random)
+
+    def reference_task_set(self) -> ReferenceTaskSet | None:
+        return self.family.reference_task_set()
+
+    def _copy_data_before(self) -> None:
+        self._data_before = {name: getattr(self.data, name)[None].copy()
+                             for name in self.family.data_fields_before}
 
     def set_task(self, task: Any) -> None:
         arrays = self.family.task_arrays([task])  # validates the task's type and fields
@@ -289,13 +310,15 @@ class MujocoTaskEnv(TaskEnvMixin, gymnasium.Env):
         qpos, qvel = self.family.initial_state(self.model, self.np_random)
         self.data.qpos[:], self.data.qvel[:] = qpos, qvel
         mujoco.mj_forward(self.model, self.data)
+        self._copy_data_before()
         obs = self.family.observation(self._state(self.data.qpos.copy(), np.zeros(self.model.nu)))
         return np.asarray(obs[0], dtype=np.float64), {"task": self._task}
 
     def _state(self, qpos_before: np.ndarray, action: np.ndarray) -> SimState:
         d = self.data
         return SimState(d.qpos[None], d.qvel[None], qpos_before[None], action[None], self.dt,
-                        {name: getattr(d, name)[None] for name in self.family.data_fields})
+                        {name: getattr(d, name)[None] for name in self.family.data_fields},
+                        self._data_before)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         task = self.get_task()
@@ -304,6 +327,7 @@ class MujocoTaskEnv(TaskEnvMixin, gymnasium.Env):
         d = self.data
         qpos_before, time_before = d.qpos.copy(), d.time
         unstable = _unstable(d.qpos[None], d.qvel[None])
+        self._copy_data_before()
         d.ctrl[:] = action
         mujoco.mj_step(self.model, d, nstep=self.family.frame_skip)
         diverged = _diverged(np.array([time_before]), np.array([d.time]),
@@ -339,6 +363,8 @@ class MujocoBatchEnv(BatchTaskEnv):
         self._qpos, self._qvel, self._ctrl, self._time = (b.bind("qpos"), b.bind("qvel"),
                                                           b.bind("ctrl"), b.bind("time"))
         self._data = {name: b.bind(name) for name in self.family.data_fields}
+        self._bound_before = {name: b.bind(name) for name in self.family.data_fields_before}
+        self._data_before: dict[str, np.ndarray] = {}
         self._low = self.action_space.low.astype(np.float64)
         self._high = self.action_space.high.astype(np.float64)
         self._task_arrays: dict[str, np.ndarray] = {}
@@ -348,6 +374,12 @@ class MujocoBatchEnv(BatchTaskEnv):
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
         return self.family.sample_tasks(n, rng)
+
+    def reference_task_set(self) -> ReferenceTaskSet | None:
+        return self.family.reference_task_set()
+
+    def _copy_data_before(self) -> None:
+        self._data_before = {name: bound.copy() for name, bound in self._bound_before.items()}
 
     def reset(self, tasks: Sequence[Any], seeds: Sequence[int] | None = None) -> np.ndarray:
         self._check_tasks(tasks, seeds)
@@ -369,6 +401,7 @@ class MujocoBatchEnv(BatchTaskEnv):
             self._qpos[i], self._qvel[i] = self.family.initial_state(
                 self.model, np.random.default_rng(int(seed)))
         self.batch.forward()
+        self._copy_data_before()
         self._t = 0
         self._done = np.zeros(self.num_envs, dtype=bool)
         obs = self.family.observation(self._sim_state(self._qpos.copy(),
@@ -376,7 +409,8 @@ class MujocoBatchEnv(BatchTaskEnv):
         return np.asarray(obs, dtype=np.float64)
 
     def _sim_state(self, qpos_before: np.ndarray, action: np.ndarray) -> SimState:
-        return SimState(self._qpos, self._qvel, qpos_before, action, self.dt, self._data)
+        return SimState(self._qpos, self._qvel, qpos_before, action, self.dt, self._data,
+                        self._data_before)
 
     def step(self, actions: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -385,6 +419,7 @@ class MujocoBatchEnv(BatchTaskEnv):
         self._ctrl[...] = action
         qpos_before, time_before = self._qpos.copy(), self._time.copy()
         unstable = _unstable(self._qpos, self._qvel)
+        self._copy_data_before()
         # Simulations whose episode ended are not stepped again (an ant that fell would
         # otherwise cost as much physics as one still running); their outputs go stale.
         ids = np.flatnonzero(~self._done) if self._done.any() else None

@@ -33,6 +33,13 @@ class DirectionTask:
     direction: int
 
 
+@dataclass(frozen=True)
+class HeadingTask:
+    """A running direction in the x-y plane, in radians counter-clockwise from +x."""
+
+    angle: float
+
+
 def task_features(task: object) -> np.ndarray:
     """The task's parameters as a flat float32 vector, e.g. ``VelocityTask(1.3) -> [1.3]``.
 

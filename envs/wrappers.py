@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import gymnasium
 import numpy as np
 
-from .base import BatchTaskEnv
+from .base import BatchTaskEnv, ReferenceTaskSet
 from .tasks import task_features
 
 
@@ -33,6 +33,9 @@ class TaskInObservation(BatchTaskEnv):
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
         return self.env.sample_tasks(n, rng)
+
+    def reference_task_set(self) -> ReferenceTaskSet | None:
+        return self.env.reference_task_set()
 
     def _augment(self, obs: np.ndarray) -> np.ndarray:
         return np.concatenate([obs.reshape(self.num_envs, -1), self._features], axis=1)

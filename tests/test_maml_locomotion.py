@@ -1,8 +1,5 @@
 """The MAML reference code's half-cheetah families: model, observation, rewards, backends."""
 
-import subprocess
-import sys
-
 import gymnasium
 import mujoco
 import numpy as np
@@ -12,6 +9,13 @@ from gymnasium.utils.env_checker import check_env
 import metarl.envs  # noqa: F401  (registers the families)
 from metarl.envs import ASSETS, DirectionTask, VelocityTask, get_task_family
 from metarl.envs.maml_locomotion import OBS_QPOS, OBS_QVEL, OBS_TORSO_COM
+
+from mujoco_helpers import (
+    assert_env_step_is_physics_steps,
+    assert_no_mujoco_warnings,
+    run_batch_and_gym,
+    torso_id as _torso,
+)
 
 FAMILIES = {"MAMLHalfCheetahVel-v0": [VelocityTask(0.3), VelocityTask(1.7)],
             "MAMLHalfCheetahDir-v0": [DirectionTask(-1), DirectionTask(1)]}
@@ -27,16 +31,8 @@ def _fresh(model, data):
     return d
 
 
-def _torso(model):
-    return mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "torso")
-
-
 def test_model_loads_without_mujoco_warnings(tmp_path):
-    code = "import mujoco, sys; mujoco.MjModel.from_xml_path(sys.argv[1])"
-    out = subprocess.run([sys.executable, "-c", code, str(MODEL)], cwd=tmp_path,
-                         capture_output=True, text=True, check=True)
-    assert "WARNING" not in out.stdout + out.stderr
-    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    assert_no_mujoco_warnings(tmp_path, [MODEL])
 
 
 def test_model_has_rllab_physical_quantities():
@@ -77,19 +73,7 @@ def test_observation_layout(family_id):
 
 @pytest.mark.parametrize("family_id", FAMILIES)
 def test_one_env_step_is_one_physics_step(family_id):
-    env = get_task_family(family_id).make_env().unwrapped
-    env.reset(seed=0)
-    reference = mujoco.MjData(env.model)  # the same state stepped once by MuJoCo
-    for _ in range(5):
-        reference.qpos[:], reference.qvel[:] = env.data.qpos, env.data.qvel
-        reference.qacc_warmstart[:], reference.time = env.data.qacc_warmstart, env.data.time
-        reference.ctrl[:] = 0.3
-        time_before = env.data.time
-        env.step(np.full(6, 0.3))
-        assert env.data.time - time_before == pytest.approx(0.01, abs=1e-12)
-        mujoco.mj_step(env.model, reference)
-        np.testing.assert_array_equal(env.data.qpos, reference.qpos)
-        np.testing.assert_array_equal(env.data.qvel, reference.qvel)
+    assert_env_step_is_physics_steps(family_id, 6, 1, 0.01)
 
 
 def _rllab_body_comvel(model, data, body):
@@ -205,22 +189,8 @@ def _reference_gear_model():
 
 
 def test_ant_model_loads_without_mujoco_warnings(tmp_path):
-    code = "import mujoco, sys; mujoco.MjModel.from_xml_path(sys.argv[1])"
-    out = subprocess.run([sys.executable, "-c", code, str(ANT_MODEL)], cwd=tmp_path,
-                         capture_output=True, text=True, check=True)
-    assert "WARNING" not in out.stdout + out.stderr
-    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
     # and stepping the families writes no MuJoCo warning log either
-    code = ("import numpy as np, metarl.envs\n"
-            "for fid in ('MAMLAntVel-v0', 'MAMLAntDir-v0', 'MAMLAntGoal-v0'):\n"
-            "    env = metarl.envs.get_task_family(fid).make_env().unwrapped\n"
-            "    env.reset(seed=0)\n"
-            "    for _ in range(50):\n"
-            "        env.step(env.action_space.sample())\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                         text=True, check=True)
-    assert "WARNING" not in out.stdout + out.stderr
-    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    assert_no_mujoco_warnings(tmp_path, [ANT_MODEL], ANT_FAMILIES)
 
 
 def test_ant_model_has_rllab_physical_quantities():
@@ -331,20 +301,9 @@ def test_ant_standing_still_has_a_nonzero_contact_block_in_both_envs():
 
 @pytest.mark.parametrize("family_id", ANT_FAMILIES)
 def test_ant_one_env_step_is_one_physics_step(family_id):
-    env = get_task_family(family_id).make_env().unwrapped
-    env.reset(seed=0)
-    reference = mujoco.MjData(env.model)  # the same state stepped once by plain mj_step
-    for _ in range(5):
-        reference.qpos[:], reference.qvel[:] = env.data.qpos, env.data.qvel
-        reference.qacc_warmstart[:], reference.time = env.data.qacc_warmstart, env.data.time
-        reference.ctrl[:] = 0.3
-        time_before = env.data.time
-        env.step(np.full(8, 0.3))
-        assert env.data.time - time_before == pytest.approx(0.02, abs=1e-12)
-        mujoco.mj_step(env.model, reference)
-        np.testing.assert_array_equal(env.data.qpos, reference.qpos)
-        np.testing.assert_array_equal(env.data.qvel, reference.qvel)
+    assert_env_step_is_physics_steps(family_id, 8, 1, 0.02)
     # the batched env too: the extra mj_forward after the step leaves the dynamics alone
+    env = get_task_family(family_id).make_env().unwrapped
     batch = get_task_family(family_id).make_batch_env(1, horizon=10, threads=1)
     batch.reset(ANT_FAMILIES[family_id][:1], seeds=[0])
     plain = mujoco.batch.Batch(env.model, 1, nthread=1)
@@ -470,33 +429,10 @@ def test_check_env(family_id):
 @pytest.mark.parametrize("family_id", ALL)
 def test_batch_and_gym_envs_agree(family_id):
     tasks, _, act_dim, _, scale = ALL[family_id]
-    seeds, horizon = [21, 22], 60
-    spec = get_task_family(family_id)
-    batch = spec.make_batch_env(2, horizon=horizon, threads=1)
-    batch_obs = batch.reset(tasks, seeds=seeds)
-    envs = [spec.make_env().unwrapped for _ in tasks]
-    obs = []
-    for env, task, seed in zip(envs, tasks, seeds):
-        env.set_task(task)
-        obs.append(env.reset(seed=seed)[0])
-    np.testing.assert_allclose(batch_obs, np.stack(obs), atol=1e-6, rtol=0)
+    horizon = 60
+    steps, first_obs = run_batch_and_gym(family_id, tasks, act_dim, scale, horizon)
     if family_id in ANT_FAMILIES:
-        assert np.abs(batch_obs[:, OBS_CONTACT]).sum(axis=1).min() > 0  # standing on its legs
-    rng = np.random.default_rng(0)
-    done = np.zeros(2, dtype=bool)
-    steps = 0
-    for _ in range(horizon):
-        actions = rng.uniform(-1.5, 1.5, size=(2, act_dim)) * scale
-        batch_obs, batch_reward, batch_term, _, _ = batch.step(actions)
-        for i, env in enumerate(envs):
-            if done[i]:
-                continue
-            o, r, terminated, _, info = env.step(actions[i])
-            np.testing.assert_allclose(batch_obs[i], o, atol=1e-6, rtol=0)
-            assert batch_reward[i] == pytest.approx(r, abs=1e-6)
-            assert batch_term[i] == terminated and not info["diverged"]
-            done[i] = terminated
-            steps += 1
+        assert np.abs(first_obs[:, OBS_CONTACT]).sum(axis=1).min() > 0  # standing on its legs
     assert steps > horizon  # both simulations ran for a while
     if family_id in FAMILIES:
         assert steps == 2 * horizon  # the half-cheetah never terminates

@@ -8,7 +8,7 @@ from typing import Any, Iterator, Protocol, Sequence
 import numpy as np
 import torch
 
-from ..envs import BatchTaskEnv, TaskFamilySpec
+from ..envs import BatchTaskEnv, ReferenceTaskSet, TaskFamilySpec
 from ..envs.wrappers import TaskInObservation
 from .episode_batch import EpisodeBatch
 from .gym_vector import GymVectorEnv
@@ -168,6 +168,10 @@ class BatchSampler:
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
         """``n`` tasks from the family's distribution."""
         return self.env(1).sample_tasks(n, rng)
+
+    def reference_task_set(self) -> ReferenceTaskSet | None:
+        """The family's fixed reference train/test tasks, or ``None`` when it has none."""
+        return self.env(1).reference_task_set()
 
     @torch.no_grad()
     def sample(self, policy: SamplerPolicy, params: dict[str, torch.Tensor],

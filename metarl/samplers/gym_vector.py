@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from ..envs import BatchTaskEnv, TaskFamilyError, TaskFamilySpec
+from ..envs import BatchTaskEnv, ReferenceTaskSet, TaskFamilyError, TaskFamilySpec
 
 
 class GymVectorEnv(BatchTaskEnv):
@@ -38,6 +38,11 @@ class GymVectorEnv(BatchTaskEnv):
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
         return self._units[0].sample_tasks(n, rng)
+
+    def reference_task_set(self) -> ReferenceTaskSet | None:
+        # optional for user envs: one without the method has no reference set
+        method = getattr(self._units[0], "reference_task_set", None)
+        return method() if callable(method) else None
 
     def reset(self, tasks: Sequence[Any], seeds: Sequence[int] | None = None) -> np.ndarray:
         self._check_tasks(tasks, seeds)

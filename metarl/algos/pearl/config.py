@@ -2,7 +2,9 @@
 
 Defaults are the reference code's (github.com/katerakelly/oyster ``configs/default.py``);
 its cheetah-vel config sets ``num_extra_rl_steps_posterior: 600`` and
-``embedding_batch_size: 100``. Torch-free: configs are checked before torch loads.
+``embedding_batch_size: 100``. ``task_set: reference`` uses the family's reference task
+set (:meth:`metarl.envs.ReferenceTaskSet.split`), checked when the learner is built (it
+needs the family). Torch-free: configs are checked before torch loads.
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ class PEARLConfig:
                                    le=10**6)
     num_test_tasks: int = setting(30, "Size of the fixed set of held-out tasks meta-tested "
                                   "during training.", ge=1, le=10**6)
+    task_set: str = setting("sampled", "Where the fixed training and held-out tasks come "
+                            "from: 'sampled' draws them from the family's distribution with "
+                            "the run's seed; 'reference' takes the family's reference-code "
+                            "set (the PEARL* families: oyster's tasks), its first "
+                            "num_train_tasks training and last num_test_tasks held-out tasks.",
+                            choices=("sampled", "reference"))
     num_tasks_sample: int = setting(5, "Training tasks that collect data each iteration.",
                                     ge=1, le=10**6)
     num_initial_steps: int = setting(2000, "Steps per training task collected with z ~ prior "

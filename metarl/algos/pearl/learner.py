@@ -19,6 +19,10 @@ A context encoder turns transitions ``(s, a, r[, s'])`` of a task into a posteri
 
 Meta-test (:meth:`PEARL.adapt`): start from the prior, roll out one trajectory per
 simulation, infer the posterior from all context collected so far, repeat.
+
+The fixed training and held-out tasks are drawn from the family with the run's seed
+(``algo.task_set: sampled``) or are the family's reference set (``reference``: e.g.
+oyster's seeded cheetah-vel velocities; :func:`task_sets`).
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ...envs import TaskFamilyError
 from ...samplers import BatchSampler, EpisodeBatch, RolloutStreams
-from ...schema import check_settings
+from ...schema import ConfigError, check_settings
 from ..base import Adaptation, BuildContext, IterationStats, MetaLearner, StepCallback
 from .collection import MAX_ROUNDS_WITHOUT_STEPS, Collection, CollectionError
 from .config import PEARLConfig
@@ -41,7 +46,7 @@ from .replay_buffer import MultiTaskReplayBuffer
 from .rollback import NonFiniteStateError, Rollback, _non_finite, _some
 
 __all__ = ["MAX_ROUNDS_WITHOUT_STEPS", "PEARL", "CollectionError", "NonFiniteStateError",
-           "PEARLConfig", "build_pearl"]
+           "PEARLConfig", "build_pearl", "task_sets"]
 
 
 class PEARL(Collection, Rollback, MetaLearner):
@@ -74,9 +79,8 @@ class PEARL(Collection, Rollback, MetaLearner):
         def torch_seed(i: int) -> int:
             return int(seeds[i].generate_state(1, np.uint64)[0] >> np.uint64(1))
 
-        task_set_rng = np.random.default_rng(seeds[0])
-        self.train_tasks = sampler.sample_tasks(cfg.num_train_tasks, task_set_rng)
-        self.test_tasks = sampler.sample_tasks(cfg.num_test_tasks, task_set_rng)
+        self.train_tasks, self.test_tasks = task_sets(sampler, cfg,
+                                                      np.random.default_rng(seeds[0]))
         self.task_rng = np.random.default_rng(seeds[1])  # which tasks collect and train
         # minibatches, z and SAC's action noise; meta-test draws z from its own stream
         # CPU generators (draws are moved to the device): one seed gives the same minibatches,
@@ -350,6 +354,39 @@ class PEARL(Collection, Rollback, MetaLearner):
         self.initial_collected = bool(state["initial_collected"])
         self.train_steps = int(state["train_steps"])
         self._snapshot = None  # belonged to the replaced state; the next iteration checks anew
+
+
+def task_sets(sampler: BatchSampler, cfg: PEARLConfig, rng: np.random.Generator
+              ) -> tuple[list[Any], list[Any]]:
+    """The fixed training and held-out tasks ``cfg.task_set`` asks for.
+
+    ``sampled``: ``num_train_tasks`` then ``num_test_tasks`` draws from the family with
+    ``rng``. ``reference``: the family's :class:`~metarl.envs.ReferenceTaskSet` (the
+    first ``num_train_tasks`` of its training and last ``num_test_tasks`` of its held-out
+    tasks); :class:`ConfigError` when the family has none or fewer tasks than asked.
+    """
+    if cfg.task_set == "sampled":
+        return (sampler.sample_tasks(cfg.num_train_tasks, rng),
+                sampler.sample_tasks(cfg.num_test_tasks, rng))
+    family = getattr(getattr(sampler, "family", None), "id", "this task family")
+    try:
+        reference = sampler.reference_task_set()
+    except TaskFamilyError as err:
+        raise ConfigError(f"algo.task_set: 'reference' with {family}: {err} (use 'sampled' "
+                          "for these kwargs)") from None
+    if reference is None:
+        raise ConfigError(f"algo.task_set: 'reference' needs a family with a reference task "
+                          f"set, and {family} has none (the PEARL* families have one); use "
+                          "'sampled'")
+    for key, asked, have, kind in (("num_train_tasks", cfg.num_train_tasks,
+                                    len(reference.train), "training"),
+                                   ("num_test_tasks", cfg.num_test_tasks,
+                                    len(reference.test), "held-out")):
+        if asked > have:
+            raise ConfigError(f"algo.{key}: {asked} is more than the {have} {kind} tasks of "
+                              f"{family}'s reference set (algo.task_set: reference; "
+                              f"{reference.source})")
+    return reference.split(cfg.num_train_tasks, cfg.num_test_tasks)
 
 
 def build_pearl(ctx: BuildContext) -> PEARL:
