@@ -82,7 +82,7 @@ class SamplerConfig:
                                      "to loopback (backend ray).")
     episodes_per_task: int = setting(20, "Episodes per task per adaptation step in training (maml_trpo, trpo).", ge=1,
                                    le=10**6)
-    eval_episodes_per_task: int = setting(40, "Episodes (PEARL: independent simulations) per task per step in meta-evaluation.", ge=1,
+    eval_episodes_per_task: int = setting(40, "Episodes (PEARL: independent simulations; RL²: trials) per task per step in meta-evaluation.", ge=1,
                                         le=10**6)
 
 

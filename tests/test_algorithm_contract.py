@@ -67,7 +67,7 @@ def test_unknown_algorithms_and_modules_are_config_errors():
 
 
 def test_builtin_algorithms_build_meta_learners():
-    assert [s.name for s in list_algorithms()] == ["maml_trpo", "pearl", "promp", "trpo"]
+    assert [s.name for s in list_algorithms()] == ["maml_trpo", "pearl", "promp", "rl2", "trpo"]
     for spec in list_algorithms():
         assert callable(spec.builder())
         assert spec.config().name == spec.name
@@ -75,7 +75,7 @@ def test_builtin_algorithms_build_meta_learners():
 
 def test_no_module_outside_the_algorithms_names_one():
     """cli, experiment, training, evaluation and logger dispatch through the registry."""
-    names = [s.name for s in list_algorithms()] + ["MAMLTRPO", "PEARL", "ProMP", "TRPO"]
+    names = [s.name for s in list_algorithms()] + ["MAMLTRPO", "PEARL", "ProMP", "RL2", "TRPO"]
     for module in ("cli", "experiment", "training", "evaluation", "logger", "runs"):
         text = (ROOT / "metarl" / f"{module}.py").read_text()
         code = re.sub(r'""".*?"""|#[^\n]*', "", text, flags=re.S)  # docs may mention them
@@ -89,9 +89,11 @@ def test_the_contract_is_what_the_builtins_implement():
     from metarl.algos.maml.learner import MAMLTRPO, TRPO
     from metarl.algos.pearl.learner import PEARL
     from metarl.algos.promp.learner import ProMP
+    from metarl.algos.rl2.learner import RL2
 
-    for cls in (MAMLTRPO, TRPO, PEARL, ProMP):
+    for cls in (MAMLTRPO, TRPO, PEARL, ProMP, RL2):
         assert issubclass(cls, MetaLearner) and not cls.__abstractmethods__
-    assert (MAMLTRPO.label, TRPO.label, PEARL.label, ProMP.label) == ("maml", "trpo", "pearl",
-                                                                      "promp")
+    assert (MAMLTRPO.label, TRPO.label, PEARL.label, ProMP.label, RL2.label) == (
+        "maml", "trpo", "pearl", "promp", "rl2")
     assert get_algorithm("pearl").unused and not get_algorithm("maml_trpo").unused
+    assert set(get_algorithm("rl2").unused) == {"policy", "sampler.episodes_per_task"}

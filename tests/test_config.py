@@ -71,7 +71,7 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(_write(tmp_path, "algo: 3\n"))
 
 
-@pytest.mark.parametrize("algo", ["maml_trpo", "trpo", "promp", "pearl"])
+@pytest.mark.parametrize("algo", ["maml_trpo", "trpo", "promp", "pearl", "rl2"])
 def test_every_key_has_a_doc(algo):
     for key, _, doc in describe_fields(algo):
         assert doc, f"{key} has no doc"

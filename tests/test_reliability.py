@@ -160,7 +160,7 @@ _values = st.recursive(_scalars, lambda inner: st.one_of(
     max_leaves=8)
 _sections = ["env", "policy", "sampler", "algo", "train", "logging"]
 # every key of every built-in algorithm: (algorithm, section, key)
-_keys = [(algo, *path.split(".")) for algo in ("maml_trpo", "trpo", "promp", "pearl")
+_keys = [(algo, *path.split(".")) for algo in ("maml_trpo", "trpo", "promp", "pearl", "rl2")
          for path, _, _ in describe_fields(algo)]
 
 

@@ -119,6 +119,7 @@ def _register_builtins() -> None:
     from .maml.config import MAMLTRPOConfig, TRPOConfig
     from .pearl.config import PEARLConfig
     from .promp.config import ProMPConfig
+    from .rl2.config import RL2Config
 
     register_algorithm(
         "maml_trpo", config=MAMLTRPOConfig, build="metarl.algos.maml.learner:build_maml_trpo",
@@ -134,6 +135,17 @@ def _register_builtins() -> None:
         description="ProMP: MAML with the low-variance curvature inner step and a clipped, "
                     "KL-penalised outer objective (Rothfuss et al. 2019), batched over tasks",
         best_by="meta_train/return/adapt_{K}", override=True)
+    register_algorithm(
+        "rl2", config=RL2Config, build="metarl.algos.rl2.learner:build_rl2",
+        description="RL²: a GRU policy that adapts within trials of several episodes of a task "
+                    "(Duan et al. 2016), trained with PPO or TRPO; all trials step together",
+        unused={"policy": "RL²'s GRU policy is set under algo (hidden_size, init_std, "
+                          "min_std)",
+                "sampler.episodes_per_task": "RL² samples algo.trials_per_task trials of "
+                                             "algo.episodes_per_trial episodes per task"},
+        # the GRU's update is hundreds of [trials, 64] products per sequence, one per step:
+        # on 2 busy cores a second torch thread made a forward/backward 100x slower
+        torch_threads=1, best_by="meta_train/return/adapt_{K}", override=True)
     pearl_nets = "PEARL's networks are set under algo (hidden_sizes, encoder_hidden_sizes)"
     register_algorithm(
         "pearl", config=PEARLConfig, build="metarl.algos.pearl.learner:build_pearl",

@@ -17,7 +17,7 @@ BACKENDS = ("batch", "gym")
 
 
 @contextlib.contextmanager
-def _single_torch_thread(device: torch.device) -> Iterator[None]:
+def single_torch_thread(device: torch.device) -> Iterator[None]:
     """Run CPU policy inference on one torch thread while simulations step.
 
     Torch's idle OpenMP workers spin-wait after each small matmul and take CPU from
@@ -190,7 +190,7 @@ class BatchSampler:
         squashes) and leaves the action-noise stream untouched. ``streams`` replaces the
         sampler's own random streams for this call.
         """
-        with _single_torch_thread(self.device):
+        with single_torch_thread(self.device):
             return self._sample(policy, params, tasks, episodes_per_task, deterministic,
                                 streams or self.streams)
 
