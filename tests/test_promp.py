@@ -11,7 +11,6 @@ from torch.func import grad, hessian, vmap
 
 from metarl.algos.maml.policy_gradient import reinforce_loss
 from metarl.algos.promp.learner import adapt_kl_coefficient, clipped_surrogate, lvc_inner_loss
-from metarl.checkpoint import load_checkpoint
 from metarl.cli import main
 from metarl.config import load_config
 from metarl.envs import get_task_family
@@ -19,7 +18,7 @@ from metarl.experiment import build
 from metarl.policies import GaussianMLPPolicy, stack_params
 from metarl.samplers import BatchSampler
 
-from cli_helpers import metarl
+from cli_helpers import metarl, two_plus_two_equals_four
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "promp" / "navigation_2d.yaml")
 
@@ -159,21 +158,7 @@ SMALL = ["--set", "algo.meta_batch_size=2", "--set", "sampler.episodes_per_task=
 
 
 def test_resume_equals_an_uninterrupted_run_and_eval_runs(tmp_path):
-    full, part = tmp_path / "full", tmp_path / "part"
-    assert main(["train", CONFIG, *SMALL, "--set", "train.iterations=4", "--run-dir",
-                 str(full)]) == 0
-    assert main(["train", CONFIG, *SMALL, "--set", "train.iterations=2", "--run-dir",
-                 str(part)]) == 0
-    assert main(["train", "--resume", str(part), "--set", "train.iterations=4"]) == 0
-    a = load_checkpoint(full / "checkpoints" / "iter_000004.pt")["algo_state"]
-    b = load_checkpoint(part / "checkpoints" / "iter_000004.pt")["algo_state"]
-    for name, tensor in a["policy"].items():
-        assert torch.equal(b["policy"][name], tensor), name
-    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
-    for key, state in a["optimizer"]["state"].items():
-        for field, value in state.items():
-            assert torch.equal(torch.as_tensor(b["optimizer"]["state"][key][field]),
-                               torch.as_tensor(value)), (key, field)
+    full, _, _, _ = two_plus_two_equals_four(CONFIG, tmp_path, SMALL)
     assert main(["eval", str(full), "--tasks", "3", "--steps", "1", "--device", "cpu"]) == 0
     assert (full / "eval" / "adaptation.csv").exists()
 

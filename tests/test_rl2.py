@@ -11,13 +11,14 @@ import torch
 import yaml
 
 from metarl.algos.rl2.learner import ppo_loss
-from metarl.checkpoint import load_checkpoint
 from metarl.cli import main
 from metarl.config import load_config
 from metarl.envs import get_task_family
 from metarl.experiment import build
 from metarl.policies import GaussianGRUPolicy
 from metarl.samplers import BatchSampler, EpisodeBatch, RecurrentSampler, RolloutStreams, TrialBatch
+
+from cli_helpers import two_plus_two_equals_four
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "rl2" / "navigation_2d.yaml")
 
@@ -314,21 +315,8 @@ def _rows(run_dir):
 
 
 def test_resume_is_bit_identical_and_eval_gives_the_curve_over_episodes(tmp_path):
-    full, part = tmp_path / "full", tmp_path / "part"
-    assert main(["train", CONFIG, *SMALL, "--set", "train.iterations=4", "--run-dir",
-                 str(full)]) == 0
-    assert main(["train", CONFIG, *SMALL, "--set", "train.iterations=2", "--run-dir",
-                 str(part)]) == 0
-    assert main(["train", "--resume", str(part), "--set", "train.iterations=4"]) == 0
+    full, part, a, b = two_plus_two_equals_four(CONFIG, tmp_path, SMALL)
     assert _rows(full) == _rows(part)
-    a = load_checkpoint(full / "checkpoints" / "iter_000004.pt")["algo_state"]
-    b = load_checkpoint(part / "checkpoints" / "iter_000004.pt")["algo_state"]
-    for name, tensor in a["policy"].items():
-        assert torch.equal(b["policy"][name], tensor), name
-    for key, state in a["optimizer"]["state"].items():
-        for field, value in state.items():
-            assert torch.equal(torch.as_tensor(b["optimizer"]["state"][key][field]),
-                               torch.as_tensor(value)), (key, field)
     assert torch.equal(a["minibatch_generator"], b["minibatch_generator"])
     assert "meta_train/return/adapt_1" in _rows(full)[0]
     assert main(["eval", str(full), "--tasks", "3", "--steps", "2", "--device", "cpu"]) == 0
