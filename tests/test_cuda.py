@@ -1,6 +1,6 @@
 """The GPU path: MAML's batched kernels on the device against the per-task CPU reference,
-MAML and PEARL trained, evaluated and resumed through the command line on the device, and
-checkpoints moving between devices. Marked ``cuda``: skipped unless METARL_TEST_DEVICE is
+MAML-TRPO, ProMP, RL² and PEARL trained, evaluated and resumed through the command line on
+the device, and checkpoints moving between devices. Marked ``cuda``: skipped unless METARL_TEST_DEVICE is
 set (tests/conftest.py); ``METARL_TEST_DEVICE=cpu`` runs the same logic on a CPU."""
 
 import copy
@@ -77,10 +77,18 @@ def _rows(run):
         return list(csv.DictReader(handle))
 
 
-@pytest.mark.parametrize("algo", ["maml_trpo", "pearl"])
+RL2_TINY = ["--set", "train.iterations=2", "--set", "algo.meta_batch_size=2",
+            "--set", "algo.episodes_per_trial=2", "--set", "sampler.eval_episodes_per_task=2",
+            "--set", "env.horizon=10", "--set", "train.checkpoint_every=1"]
+SETTINGS = {"maml_trpo": (NAV_CONFIG, MAML_TINY),
+            "promp": (ROOT / "configs" / "promp" / "navigation_2d.yaml", MAML_TINY),
+            "rl2": (ROOT / "configs" / "rl2" / "navigation_2d.yaml", RL2_TINY),
+            "pearl": (ROOT / "configs" / "pearl" / "navigation_2d.yaml", PEARL_TINY)}
+
+
+@pytest.mark.parametrize("algo", list(SETTINGS))
 def test_train_eval_and_resume_on_the_device(algo, tmp_path):
-    config = NAV_CONFIG if algo == "maml_trpo" else ROOT / "configs" / "pearl" / "navigation_2d.yaml"
-    tiny = MAML_TINY if algo == "maml_trpo" else PEARL_TINY
+    config, tiny = SETTINGS[algo]
     run = tmp_path / "run"
     trained = metarl("train", config, *tiny, "--device", DEVICE, "--run-dir", run, cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
