@@ -40,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
                          "progress.csv (MAML meta_train/return/adapt_K, PEARL "
                          "meta_train/return/posterior; ties: the earliest); ITER = exactly "
                          "that iteration's checkpoint (default latest)")
-    ev.add_argument("--tasks", type=int, default=40, help="held-out tasks (default 40)")
+    ev.add_argument("--tasks", type=int, default=None,
+                    help="held-out tasks (default 40 fresh ones; a run with a fixed "
+                         "held-out set, e.g. PEARL's algo.task_set: reference, uses that set)")
     ev.add_argument("--steps", "--grad-steps", dest="steps", type=int, default=3, metavar="K",
                     help="evaluate after 0..K units of the algorithm's adaptation: gradient "
                          "steps (MAML), context trajectories (PEARL) (default 3)")

@@ -126,16 +126,23 @@ def task_values(task: Any) -> list[float]:
         return [repr(task)]  # type: ignore[list-item]
 
 
-def evaluate_run(run_dir: Path, num_tasks: int = 40, steps: int = 3, seed: int = 0,
+DEFAULT_EVAL_TASKS = 40
+
+
+def evaluate_run(run_dir: Path, num_tasks: int | None = None, steps: int = 3, seed: int = 0,
                  out_dir: Path | None = None, device: str = DEFAULT_DEVICE,
                  baselines: dict[str, Path | None] | None = None,
                  step_grid: Sequence[float] = DEFAULT_STEP_GRID,
                  progress: Callable[[str], None] | None = None,
                  checkpoint: str | int = "latest", tuning_tasks: int | None = None
                  ) -> tuple[Path, list[AdaptationPoint]]:
-    """Adapt one iterate of the run to ``num_tasks`` fresh tasks for 0..``steps`` units of
-    its algorithm's adaptation, and optionally the MAML paper's comparison methods on the
-    same tasks and action noise (:func:`metarl.comparisons.evaluate_baselines`).
+    """Adapt one iterate of the run to ``num_tasks`` held-out tasks for 0..``steps`` units
+    of its algorithm's adaptation, and optionally the MAML paper's comparison methods on
+    the same tasks and action noise (:func:`metarl.comparisons.evaluate_baselines`).
+
+    The tasks are the learner's own fixed held-out set when it has one
+    (:meth:`~metarl.algos.MetaLearner.held_out_tasks`: its first ``num_tasks``, default
+    all), else ``num_tasks`` (default 40) fresh draws from the family.
 
     ``checkpoint`` picks the iterate: ``latest`` (newest that loads), ``best`` (highest
     post-adaptation training return in ``progress.csv``) or an iteration number; see
@@ -145,13 +152,13 @@ def evaluate_run(run_dir: Path, num_tasks: int = 40, steps: int = 3, seed: int =
     scalars ``meta_test/return/adapt_{k}`` to ``out_dir`` (default ``RUN_DIR/eval``).
     ``progress`` receives console lines, among them one per (method, step).
     """
-    if num_tasks < 2:
+    if num_tasks is not None and num_tasks < 2:
         raise ConfigError(f"--tasks: need at least 2 tasks for a standard error, got {num_tasks}")
     if steps < 0:
         raise ConfigError(f"--steps: must be >= 0, got {steps}")
     if not step_grid or any(not (math.isfinite(s) and s > 0) for s in step_grid):
         raise ConfigError(f"--step-grid: need positive step sizes, got {list(step_grid)}")
-    num_tuning = num_tasks if tuning_tasks is None else tuning_tasks
+    num_tuning = (num_tasks or DEFAULT_EVAL_TASKS) if tuning_tasks is None else tuning_tasks
     if num_tuning < 1:
         raise ConfigError(f"--tuning-tasks: need at least 1 task, got {num_tuning}")
     checkpoint = parse_checkpoint(checkpoint)
@@ -168,7 +175,22 @@ def evaluate_run(run_dir: Path, num_tasks: int = 40, steps: int = 3, seed: int =
         run.parts.sampler.close()
 
 
-def _evaluate(run: LoadedRun, num_tasks: int, steps: int, seed: int, out_dir: Path | None,
+def _held_out(learner: Any, sampler: Any, num_tasks: int | None, task_seed: int,
+              say: Callable[[str], None]) -> list[Any]:
+    """The learner's fixed held-out tasks (its first ``num_tasks``), else fresh draws."""
+    fixed = learner.held_out_tasks()
+    if fixed is None:
+        return sampler.sample_tasks(num_tasks or DEFAULT_EVAL_TASKS,
+                                    np.random.default_rng(task_seed))
+    tasks, source = fixed
+    if num_tasks is not None and num_tasks > len(tasks):
+        raise ConfigError(f"--tasks: {num_tasks} is more than the {len(tasks)} tasks of "
+                          f"{source}; pass --tasks {len(tasks)} or fewer")
+    say(f"held-out tasks: {source}")
+    return tasks[:num_tasks] if num_tasks is not None else tasks
+
+
+def _evaluate(run: LoadedRun, num_tasks: int | None, steps: int, seed: int, out_dir: Path | None,
               baselines: dict[str, Path | None] | None, step_grid: Sequence[float],
               num_tuning: int, progress: Progress) -> tuple[Path, list[AdaptationPoint]]:
     assert run.choice is not None
@@ -185,7 +207,8 @@ def _evaluate(run: LoadedRun, num_tasks: int, steps: int, seed: int, out_dir: Pa
     action_seed = derive_seed(seed, STREAM_EVAL_ACTIONS)
     task_seed = derive_seed(seed, STREAM_EVAL_TASKS)
     latent_seed = derive_seed(seed, STREAM_EVAL_LATENTS)
-    tasks = run.parts.sampler.sample_tasks(num_tasks, np.random.default_rng(task_seed))
+    tasks = _held_out(learner, run.parts.sampler, num_tasks, task_seed, say)
+    num_tasks = len(tasks)
     label, units = learner.label, learner.adaptation_units
     say(f"{label}: {num_tasks} held-out tasks x {episodes} episodes, 0..{steps} {units}")
     curve = adaptation_curve(learner, tasks, steps, episodes, run.parts.sampler, action_seed,

@@ -6,6 +6,7 @@ import math
 import mujoco
 import numpy as np
 import pytest
+import yaml
 from gymnasium.utils.env_checker import check_env
 
 import metarl.envs  # noqa: F401  (registers the families)
@@ -341,6 +342,29 @@ def test_pearl_trains_on_the_reference_task_set(one_torch_thread):
         assert stats.env_steps > 0 and math.isfinite(stats.scalars["losses/qf"])
     assert all(math.isfinite(r) for r in pearl.meta_test(k_max=1, episodes=1).values())
     assert PEARLConfig().task_set == "sampled"  # the default keeps drawing from the family
+
+
+def test_eval_uses_the_runs_reference_held_out_set(tmp_path):
+    from cli_helpers import ROOT, metarl
+    from test_pearl_cli import TINY as CLI_TINY
+
+    run = tmp_path / "run"
+    config = ROOT / "configs" / "pearl" / "half_cheetah_vel_cpu.yaml"
+    trained = metarl("train", config, *CLI_TINY, "--set", "train.iterations=1",
+                     "--set", "env.horizon=10", "--set", "logging.tensorboard=false",
+                     "--device", "cpu", "--run-dir", run, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    evaluated = metarl("eval", run, "--steps", 1, "--device", "cpu", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "held-out tasks: the reference held-out set" in evaluated.stdout
+    info = yaml.safe_load((run / "eval" / "eval_info.yaml").read_text())
+    _, test = _reference("PEARLHalfCheetahVel-v0").split(6, 3)
+    assert info["tasks"] == 3
+    assert info["held_out"]["task_values"] == [[pytest.approx(t.velocity, rel=1e-6)]
+                                               for t in test]
+    too_many = metarl("eval", run, "--tasks", 4, "--device", "cpu", cwd=tmp_path)
+    assert too_many.returncode == 2
+    assert "--tasks: 4 is more than the 3 tasks of the reference held-out set" in too_many.stderr
 
 
 @pytest.mark.parametrize("family_id, overrides, message", [

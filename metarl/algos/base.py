@@ -151,6 +151,12 @@ class MetaLearner(abc.ABC):
         """Settings of :meth:`adapt` that ``metarl eval`` records in ``eval_info.yaml``."""
         return {}
 
+    def held_out_tasks(self) -> tuple[list[Any], str] | None:
+        """The run's own fixed held-out tasks and where they come from (e.g. a paper's
+        reference test set), which ``metarl eval`` then evaluates on; ``None`` (default):
+        evaluation draws fresh tasks from the family."""
+        return None
+
     def evaluate_during_training(self, iteration: int) -> dict[str, float]:
         """Scalars of a meta-test the algorithm runs itself after ``iteration`` (e.g. on a
         fixed held-out task set); none by default. The first iteration's keys fix

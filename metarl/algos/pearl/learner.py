@@ -289,6 +289,13 @@ class PEARL(Collection, Rollback, MetaLearner):
     def eval_settings(self) -> dict[str, Any]:
         return {"deterministic": True}  # adapt() acts with the actor's mean, as the reference
 
+    def held_out_tasks(self) -> tuple[list[Any], str] | None:
+        """With ``algo.task_set: reference``, the reference's held-out tasks (meta-tested
+        during training too); with ``sampled`` none: evaluation draws fresh tasks."""
+        if self.cfg.task_set != "reference":
+            return None
+        return list(self.test_tasks), "the reference held-out set (algo.task_set: reference)"
+
     def evaluate_during_training(self, iteration: int) -> dict[str, float]:
         """The meta-test after the first iteration and every ``algo.eval_every``."""
         every = self.cfg.eval_every
