@@ -15,6 +15,7 @@ learners that adapt by gradient steps (``fine_tunable``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,7 +29,7 @@ from .evaluation import (
     AdaptationPoint,
     Progress,
     adaptation_curve,
-    summarize_returns,
+    adaptation_points,
     task_values,
 )
 from .experiment import (
@@ -159,10 +160,10 @@ def _fine_tuned(method: str, learner: Any, sampler: Any, tasks: Sequence[Any],
             best = (score, step)
     assert best is not None
     say(f"  {method}: step size {best[1]:g} chosen; measuring it on the reported tasks")
-    curve = adaptation_curve(learner, tasks, steps, episodes, sampler, action_seed, None,
-                             progress, f"{method} (step size {best[1]:g})",
-                             step_sizes=[best[1]])
-    return [summarize_returns(method, k, r) for k, r in enumerate(curve)], best[1], best[0]
+    points = adaptation_points(method, learner, tasks, steps, episodes, sampler, action_seed,
+                               None, progress, f"{method} (step size {best[1]:g})",
+                               step_sizes=[best[1]])
+    return points, best[1], best[0]
 
 
 def evaluate_baselines(run: LoadedRun, tasks: Sequence[Any], steps: int, seed: int,
@@ -210,9 +211,10 @@ def evaluate_baselines(run: LoadedRun, tasks: Sequence[Any], steps: int, seed: i
         own_sampler = baseline.parts.sampler if baseline is not None else sampler
         try:
             if method == "oracle":
-                returns = adaptation_curve(learner, tasks, 0, episodes, own_sampler, action_seed,
-                                           None, progress, "oracle (not adapted)")[0]
-                points += [summarize_returns(method, k, returns) for k in range(steps + 1)]
+                unadapted = adaptation_points(method, learner, tasks, 0, episodes, own_sampler,
+                                              action_seed, None, progress,
+                                              "oracle (not adapted)")[0]
+                points += [dataclasses.replace(unadapted, step=k) for k in range(steps + 1)]
                 info[method] = {"checkpoint": source}
             else:
                 assert tuning is not None

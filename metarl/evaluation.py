@@ -45,21 +45,30 @@ class AdaptationPoint:
     mean_return: float
     stderr: float
     n_tasks: int
+    success: float | None = None  # mean over tasks of the share of successful episodes
 
 
-def summarize_returns(method: str, step: int, task_returns: np.ndarray) -> AdaptationPoint:
-    """Mean over tasks of per-task mean return, with the standard error across tasks."""
+def summarize_returns(method: str, step: int, task_returns: np.ndarray,
+                      task_success: np.ndarray | None = None) -> AdaptationPoint:
+    """Mean over tasks of per-task mean return, with the standard error across tasks (and
+    the mean per-task success rate, for families that report success)."""
     n = len(task_returns)
     stderr = float(task_returns.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-    return AdaptationPoint(method, step, float(task_returns.mean()), stderr, n)
+    success = None if task_success is None else float(task_success.mean())
+    return AdaptationPoint(method, step, float(task_returns.mean()), stderr, n, success)
 
 
 def write_adaptation_csv(path: Path, points: list[AdaptationPoint]) -> None:
+    """``CSV_COLUMNS``, and a ``success`` column when any point has a success rate."""
+    with_success = any(p.success is not None for p in points)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(CSV_COLUMNS + (("success",) if with_success else ()))
         for p in points:
-            writer.writerow([p.method, p.step, f"{p.mean_return:.6f}", f"{p.stderr:.6f}", p.n_tasks])
+            row = [p.method, p.step, f"{p.mean_return:.6f}", f"{p.stderr:.6f}", p.n_tasks]
+            if with_success:
+                row.append("" if p.success is None else f"{p.success:.6f}")
+            writer.writerow(row)
 
 
 def plot_adaptation(path: Path, points: list[AdaptationPoint], title: str,
@@ -113,9 +122,29 @@ def adaptation_curve(learner: MetaLearner, tasks: Sequence[Any], k_max: int, epi
     """Per-task mean returns after 0..``k_max`` units, rolled out with fresh streams from
     ``action_seed`` (the same noise for every call with that seed); ``options`` go to
     ``adapt`` (e.g. MAML's ``step_sizes``)."""
-    adaptation = learner.adapt(tasks, k_max, episodes, sampler.using(RolloutStreams(action_seed)),
-                               seed=latent_seed, on_step=progress.steps(label, k_max), **options)
-    return list(adaptation.check().task_returns())
+    return list(_adapted(learner, tasks, k_max, episodes, sampler, action_seed, latent_seed,
+                         progress, label, **options).task_returns())
+
+
+def adaptation_points(method: str, learner: MetaLearner, tasks: Sequence[Any], k_max: int,
+                      episodes: int, sampler: BatchSampler, action_seed: int,
+                      latent_seed: int | None, progress: Progress, label: str,
+                      **options: Any) -> list[AdaptationPoint]:
+    """:func:`adaptation_curve` summarised per step: mean return, standard error and, for
+    families that report success, the success rate."""
+    adaptation = _adapted(learner, tasks, k_max, episodes, sampler, action_seed, latent_seed,
+                          progress, label, **options)
+    success = adaptation.task_success()
+    return [summarize_returns(method, k, r, None if success is None else success[k])
+            for k, r in enumerate(adaptation.task_returns())]
+
+
+def _adapted(learner: MetaLearner, tasks: Sequence[Any], k_max: int, episodes: int,
+             sampler: BatchSampler, action_seed: int, latent_seed: int | None,
+             progress: Progress, label: str, **options: Any) -> Any:
+    return learner.adapt(tasks, k_max, episodes, sampler.using(RolloutStreams(action_seed)),
+                         seed=latent_seed, on_step=progress.steps(label, k_max),
+                         **options).check()
 
 
 def task_values(task: Any) -> list[float]:
@@ -211,9 +240,8 @@ def _evaluate(run: LoadedRun, num_tasks: int | None, steps: int, seed: int, out_
     num_tasks = len(tasks)
     label, units = learner.label, learner.adaptation_units
     say(f"{label}: {num_tasks} held-out tasks x {episodes} episodes, 0..{steps} {units}")
-    curve = adaptation_curve(learner, tasks, steps, episodes, run.parts.sampler, action_seed,
-                             latent_seed, progress, label)
-    points = [summarize_returns(label, k, r) for k, r in enumerate(curve)]
+    points = adaptation_points(label, learner, tasks, steps, episodes, run.parts.sampler,
+                               action_seed, latent_seed, progress, label)
     info: dict[str, Any] = {}
     tuning_info = None
     if baselines:
@@ -279,6 +307,9 @@ def _write_outputs(run: LoadedRun, out_dir: Path | None, points: list[Adaptation
             tag = ("meta_test/return" if p.method == method
                    else f"meta_test/baselines/{p.method}/return")
             writer.add_scalar(f"{tag}/adapt_{p.step}", p.mean_return, env_steps)
+            if p.success is not None:
+                writer.add_scalar(f"{tag.replace('/return', '/success')}/adapt_{p.step}",
+                                  p.success, env_steps)
         writer.add_scalar("meta_test/return/gain", points[last_step].mean_return
                           - points[0].mean_return, env_steps)
     return out_dir

@@ -79,6 +79,13 @@ class Adaptation:
         """``[k_max + 1, tasks]``: each task's mean episode return after k units."""
         return np.stack([b.episode_returns().mean(1).cpu().numpy() for b in self.batches])
 
+    def task_success(self) -> np.ndarray | None:
+        """``[k_max + 1, tasks]``: each task's share of successful episodes after k units,
+        or None when the family reports no success."""
+        if any(b.success is None for b in self.batches):
+            return None
+        return np.stack([b.success.float().mean(1).cpu().numpy() for b in self.batches])
+
 
 # Called after each unit's rollouts: (k, batch of step k).
 StepCallback = Callable[[int, "EpisodeBatch"], None]

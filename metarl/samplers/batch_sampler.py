@@ -210,6 +210,7 @@ class BatchSampler:
         active = np.ones(n, dtype=bool)
         terminated = np.zeros(n, dtype=bool)
         diverged = np.zeros(n, dtype=bool)
+        success: np.ndarray | None = None  # only for families whose info reports it
         final_obs = np.zeros((n, self.obs_dim), dtype=np.float32)
         actions_from_noise = getattr(policy, "actions_from_noise", None)
         dtype = next(iter(params.values())).dtype
@@ -246,6 +247,9 @@ class BatchSampler:
             rew_buf[t] = np.where(live, reward, 0.0)
             mask_buf[t] = live
             terminated |= live & term
+            if "success" in info:
+                success = (np.zeros(n, dtype=bool) if success is None else success) | (
+                    live & np.asarray(info["success"], dtype=bool))
             active = live & ~(term | trunc)
             ended = live & ~active
             if t == horizon - 1:
@@ -269,7 +273,8 @@ class BatchSampler:
             terminated=flags(terminated), diverged=flags(diverged),
             final_observations=torch.from_numpy(
                 final_obs.reshape(num_tasks, episodes_per_task, self.obs_dim)).to(self.device,
-                                                                                  dtype))
+                                                                                  dtype),
+            success=None if success is None else flags(success))
 
     def diagnostics(self) -> dict[str, float]:
         """Counters of the sampler's own health since the last call, keyed by TensorBoard tag

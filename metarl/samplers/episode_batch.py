@@ -22,6 +22,8 @@ class EpisodeBatch:
         final_observations: ``[T, E, obs_dim]`` the observation after each episode's last
             real step (what off-policy learners bootstrap from at the time limit), or None
             when the batch was built without it.
+        success: ``[T, E]`` True if ``info["success"]`` was set at any real step of the
+            episode (Meta-World's criterion), or None for families that report no success.
     """
 
     observations: torch.Tensor
@@ -31,6 +33,7 @@ class EpisodeBatch:
     terminated: torch.Tensor
     diverged: torch.Tensor | None = None
     final_observations: torch.Tensor | None = None
+    success: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.diverged is None:

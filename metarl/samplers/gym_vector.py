@@ -55,8 +55,9 @@ class GymVectorEnv(BatchTaskEnv):
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         obs, reward, terminated, truncated, infos = self.vec.step(actions)
         out: dict[str, Any] = {}
-        if "diverged" in infos:  # vector infos carry a "_key" mask of the envs that set key
-            out["diverged"] = np.asarray(infos["diverged"], dtype=bool) & infos["_diverged"]
+        for key in ("diverged", "success"):  # vector infos mask the envs that set a key as "_key"
+            if key in infos:
+                out[key] = np.asarray(infos[key], dtype=bool) & infos[f"_{key}"]
         return obs, reward, terminated, truncated, out
 
     def close(self) -> None:

@@ -176,6 +176,10 @@ class MAMLTRPO(MetaLearner):
                 batch.lengths.float().mean().item() if batch is not None else float("nan"))
             stats[f"diagnostics/terminated/adapt_{k}"] = (
                 batch.terminated.float().mean().item() if batch is not None else float("nan"))
+            if batches[0].success is not None:  # families that report success (Meta-World)
+                stats[f"meta_train/success/adapt_{k}"] = (
+                    batch.success.float().mean().item() if batch is not None
+                    else float("nan"))
         if planned > 1:
             stats["meta_train/return/gain"] = (
                 stats[f"meta_train/return/adapt_{planned - 1}"]

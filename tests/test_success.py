@@ -1,0 +1,54 @@
+"""Success rates (Meta-World's criterion: ``info["success"]`` at any real step of an
+episode) through the samplers, MAML's training scalars and `metarl eval`'s outputs."""
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from metarl.cli import main
+from metarl.envs import get_task_family
+from metarl.policies import GaussianMLPPolicy, stack_params
+from metarl.samplers import BatchSampler
+
+from cli_helpers import NAV_CONFIG
+
+sys.path.insert(0, str(Path(__file__).parent / "plugins"))
+import success_nav  # noqa: E402  (registers SuccessNav-v0)
+
+
+@pytest.mark.parametrize("backend", ["batch", "gym"])
+def test_success_is_any_real_step_within_the_radius(backend):
+    sampler = BatchSampler(get_task_family("SuccessNav-v0"), horizon=20, seed=0, backend=backend)
+    policy = GaussianMLPPolicy(2, 2, (8,), init_std=0.5)
+    tasks = sampler.sample_tasks(3, np.random.default_rng(0))
+    batch = sampler.sample(policy, stack_params(policy.params(), 3), tasks, 4)
+    assert batch.success is not None and batch.success.shape == (3, 4)
+    goals = torch.tensor([t.goal for t in tasks], dtype=torch.float32).view(3, 1, 1, 2)
+    # observation t+1 is the state after step t; the last state is in final_observations
+    states = torch.cat([batch.observations[:, :, 1:], batch.final_observations[:, :, None]], 2)
+    near = ((states - goals).norm(dim=-1) < success_nav.RADIUS) & (batch.mask > 0)
+    assert torch.equal(batch.success, near.any(-1))
+    plain = BatchSampler(get_task_family("Navigation2D-v0"), horizon=5, seed=0, backend=backend)
+    assert plain.sample(policy, policy.params(), tasks, 1).success is None
+
+
+def test_maml_logs_and_eval_writes_success_rates(tmp_path):
+    run = tmp_path / "run"
+    small = ["--set", "env.id=SuccessNav-v0", "--set", "algo.meta_batch_size=3",
+             "--set", "sampler.episodes_per_task=3", "--set", "sampler.eval_episodes_per_task=3",
+             "--set", "env.horizon=20", "--set", "train.iterations=1",
+             "--set", "logging.tensorboard=false", "--set", "logging.console=false"]
+    assert main(["train", str(NAV_CONFIG), *small, "--run-dir", str(run)]) == 0
+    with open(run / "progress.csv", newline="") as handle:
+        row = next(csv.DictReader(handle))
+    assert 0.0 <= float(row["meta_train/success/adapt_0"]) <= 1.0
+    assert 0.0 <= float(row["meta_train/success/adapt_1"]) <= 1.0
+    assert main(["eval", str(run), "--tasks", "3", "--steps", "1", "--device", "cpu"]) == 0
+    with open(run / "eval" / "adaptation.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[-1] == "success"
+    assert all(0.0 <= float(r["success"]) <= 1.0 for r in rows)
