@@ -96,6 +96,11 @@ def register_builtin_families() -> None:
                 description=description,
                 override=True,
             )
+    # Meta-World (optional, Meta-World's own MuJoCo pin): registered only when installed,
+    # found without importing it (that takes ~1 s); the module imports it at make time.
+    from .metaworld import register_metaworld_families
+
+    register_metaworld_families()
 
 
 register_builtin_families()

@@ -88,6 +88,12 @@ class BatchTaskEnv(abc.ABC):
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
         """Draw ``n`` tasks from the family's distribution."""
 
+    def sample_test_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
+        """Draw ``n`` held-out tasks: from the family's test split where it has one (e.g.
+        Meta-World's held-out classes), else from the same distribution as
+        :meth:`sample_tasks`."""
+        return self.sample_tasks(n, rng)
+
     def reference_task_set(self) -> ReferenceTaskSet | None:
         """The fixed train/test tasks of the family's reference code (``None``: it has none)."""
         return None

@@ -99,6 +99,9 @@ class TaskFamilySpec:
 
 
 _REGISTRY: dict[str, TaskFamilySpec] = {}
+# id prefix -> why families with such ids are not registered here (an optional dependency
+# is missing); looking one up gives that reason instead of "unknown task family"
+_UNAVAILABLE: dict[str, str] = {}
 
 
 def _resolve(entry_point: str | Callable[..., Any]) -> Callable[..., Any]:
@@ -155,6 +158,13 @@ def register_task_family(
     return spec
 
 
+def note_unavailable_families(prefix: str, reason: str) -> None:
+    """Say that families whose ids start with ``prefix`` exist but are not registered in
+    this installation (``reason``, e.g. the install command of a missing optional package);
+    :func:`get_task_family` then raises with ``reason`` for such an id."""
+    _UNAVAILABLE[prefix] = reason
+
+
 def get_task_family(family_id: str) -> TaskFamilySpec:
     """Look up a family by id (with or without the ``metarl/`` prefix).
 
@@ -170,6 +180,10 @@ def get_task_family(family_id: str) -> TaskFamilySpec:
     try:
         return _REGISTRY[canonical]
     except KeyError:
+        for prefix, reason in _UNAVAILABLE.items():
+            if canonical.startswith(prefix) and canonical not in _REGISTRY:
+                raise UnknownTaskFamilyError(
+                    f"task family {family_id!r} is not available: {reason}") from None
         close = difflib.get_close_matches(canonical, list(_REGISTRY), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownTaskFamilyError(

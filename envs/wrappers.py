@@ -34,6 +34,9 @@ class TaskInObservation(BatchTaskEnv):
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
         return self.env.sample_tasks(n, rng)
 
+    def sample_test_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
+        return self.env.sample_test_tasks(n, rng)
+
     def reference_task_set(self) -> ReferenceTaskSet | None:
         return self.env.reference_task_set()
 

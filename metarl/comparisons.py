@@ -130,7 +130,8 @@ def draw_tuning_tasks(sampler: Any, tasks: Sequence[Any], num_tuning: int, seed:
     :func:`tuning_seed` (independent of the reported ``tasks``), and how many of them equal
     a reported task in value (only possible for a discrete task set, e.g. direction +-1)."""
     task_seed = tuning_seed(seed, STREAM_EVAL_TASKS)
-    tuning = sampler.sample_tasks(num_tuning, np.random.default_rng(task_seed))
+    # from the reported tasks' distribution (the family's test split where it has one)
+    tuning = sampler.sample_test_tasks(num_tuning, np.random.default_rng(task_seed))
     reported = {tuple(task_values(t)) for t in tasks}
     equal = sum(tuple(task_values(t)) in reported for t in tuning)
     return TuningDraw(tuning, task_seed, tuning_seed(seed, STREAM_EVAL_ACTIONS), equal)

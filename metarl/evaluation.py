@@ -171,7 +171,8 @@ def evaluate_run(run_dir: Path, num_tasks: int | None = None, steps: int = 3, se
 
     The tasks are the learner's own fixed held-out set when it has one
     (:meth:`~metarl.algos.MetaLearner.held_out_tasks`: its first ``num_tasks``, default
-    all), else ``num_tasks`` (default 40) fresh draws from the family.
+    all), else ``num_tasks`` (default 40) fresh draws from the family's held-out tasks
+    (its test split where it has one: Meta-World's held-out classes).
 
     ``checkpoint`` picks the iterate: ``latest`` (newest that loads), ``best`` (highest
     post-adaptation training return in ``progress.csv``) or an iteration number; see
@@ -208,9 +209,9 @@ def _held_out(learner: Any, sampler: Any, num_tasks: int | None, task_seed: int,
               say: Callable[[str], None]) -> list[Any]:
     """The learner's fixed held-out tasks (its first ``num_tasks``), else fresh draws."""
     fixed = learner.held_out_tasks()
-    if fixed is None:
-        return sampler.sample_tasks(num_tasks or DEFAULT_EVAL_TASKS,
-                                    np.random.default_rng(task_seed))
+    if fixed is None:  # the family's test split where it has one (Meta-World's classes)
+        return sampler.sample_test_tasks(num_tasks or DEFAULT_EVAL_TASKS,
+                                         np.random.default_rng(task_seed))
     tasks, source = fixed
     if num_tasks is not None and num_tasks > len(tasks):
         raise ConfigError(f"--tasks: {num_tasks} is more than the {len(tasks)} tasks of "

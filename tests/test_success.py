@@ -52,3 +52,15 @@ def test_maml_logs_and_eval_writes_success_rates(tmp_path):
         rows = list(csv.DictReader(handle))
     assert list(rows[0])[-1] == "success"
     assert all(0.0 <= float(r["success"]) <= 1.0 for r in rows)
+
+
+def test_held_out_tasks_come_from_the_familys_test_split(tmp_path):
+    """A family with a test split (Meta-World's held-out classes) is evaluated on it; one
+    without draws held-out tasks as it draws training tasks."""
+    sampler = BatchSampler(get_task_family("SuccessNav-v0"), horizon=5, seed=0)
+    rng = lambda: np.random.default_rng(3)  # noqa: E731
+    assert sampler.sample_test_tasks(4, rng()) == sampler.sample_tasks(4, rng())
+    for backend in ("batch", "gym"):
+        split = BatchSampler(get_task_family("SplitNav-v0"), horizon=5, seed=0, backend=backend)
+        assert all(t.goal[0] > 0.4 for t in split.sample_test_tasks(5, rng()))
+        assert all(t.goal[0] <= 0.4 for t in split.sample_tasks(5, rng()))

@@ -169,6 +169,11 @@ class BatchSampler:
         """``n`` tasks from the family's distribution."""
         return self.env(1).sample_tasks(n, rng)
 
+    def sample_test_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
+        """``n`` held-out tasks: the family's test split where it has one (Meta-World's
+        held-out classes or goals), else draws like :meth:`sample_tasks`."""
+        return self.env(1).sample_test_tasks(n, rng)
+
     def reference_task_set(self) -> ReferenceTaskSet | None:
         """The family's fixed reference train/test tasks, or ``None`` when it has none."""
         return self.env(1).reference_task_set()

@@ -39,6 +39,11 @@ class GymVectorEnv(BatchTaskEnv):
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
         return self._units[0].sample_tasks(n, rng)
 
+    def sample_test_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
+        # optional for user envs: one without a test split draws held-out tasks as any
+        method = getattr(self._units[0], "sample_test_tasks", None)
+        return method(n, rng) if callable(method) else self.sample_tasks(n, rng)
+
     def reference_task_set(self) -> ReferenceTaskSet | None:
         # optional for user envs: one without the method has no reference set
         method = getattr(self._units[0], "reference_task_set", None)

@@ -367,14 +367,14 @@ def task_sets(sampler: BatchSampler, cfg: PEARLConfig, rng: np.random.Generator
               ) -> tuple[list[Any], list[Any]]:
     """The fixed training and held-out tasks ``cfg.task_set`` asks for.
 
-    ``sampled``: ``num_train_tasks`` then ``num_test_tasks`` draws from the family with
-    ``rng``. ``reference``: the family's :class:`~metarl.envs.ReferenceTaskSet` (the
+    ``sampled``: ``num_train_tasks`` draws from the family, then ``num_test_tasks`` from
+    its held-out tasks (its test split where it has one), with ``rng``. ``reference``: the family's :class:`~metarl.envs.ReferenceTaskSet` (the
     first ``num_train_tasks`` of its training and last ``num_test_tasks`` of its held-out
     tasks); :class:`ConfigError` when the family has none or fewer tasks than asked.
     """
     if cfg.task_set == "sampled":
         return (sampler.sample_tasks(cfg.num_train_tasks, rng),
-                sampler.sample_tasks(cfg.num_test_tasks, rng))
+                sampler.sample_test_tasks(cfg.num_test_tasks, rng))
     family = getattr(getattr(sampler, "family", None), "id", "this task family")
     try:
         reference = sampler.reference_task_set()
