@@ -68,6 +68,42 @@ PEARL_VS_MAML_CHEETAH: Table = {
 }
 
 
+# docs/results.md, "PEARL on its reference MDPs": the meta-test during training
+# (progress.csv's meta_test/return/adapt_k, 20 held-out tasks of oyster's set) against env
+# steps, `metarl train configs/pearl/half_cheetah_vel_cpu.yaml --set train.iterations=80`.
+# env steps -> return after k = 0, 1, 2 context trajectories
+PEARL_CHEETAH_VEL_REFERENCE_CURVE: dict[int, tuple[float, float, float]] = {
+    22_000: (-255.0, -257.3, -257.2), 40_000: (-250.1, -241.9, -240.1),
+    60_000: (-249.5, -251.9, -252.0), 80_000: (-243.2, -232.4, -237.2),
+    100_000: (-224.6, -182.1, -182.0), 120_000: (-216.5, -148.3, -146.8),
+    140_000: (-217.1, -132.4, -126.8), 160_000: (-215.1, -93.7, -93.8),
+    180_000: (-187.4, -95.3, -88.6),
+}
+
+
+def plot_against_env_steps(path: Path, curve: dict[int, tuple[float, ...]], title: str,
+                           label: str) -> None:
+    """Meta-test return after k units against training env steps, one line per k."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = sorted(curve)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for k in range(len(curve[steps[0]])):
+        ax.plot([s / 1e3 for s in steps], [curve[s][k] for s in steps], marker="o",
+                label=f"{label} k = {k}" + (" (prior)" if k == 0 else ""))
+    ax.set_xlabel("training env steps (thousands)")
+    ax.set_ylabel("meta-test return")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     plot_adaptation(OUT / "maml_half_cheetah_vel.png", points(HALF_CHEETAH_VEL, 40),
                     "MAML-TRPO vs. baselines, HalfCheetahVel-v0", "number of gradient steps")
@@ -78,6 +114,9 @@ def main() -> None:
     plot_adaptation(OUT / "pearl_vs_maml_half_cheetah_vel.png",
                     points(PEARL_VS_MAML_CHEETAH, 40), "HalfCheetahVel-v0, v* ~ U[0, 2]",
                     "k (PEARL: context trajectories; MAML: gradient steps)")
+    plot_against_env_steps(OUT / "pearl_half_cheetah_vel_reference.png",
+                           PEARL_CHEETAH_VEL_REFERENCE_CURVE,
+                           "PEARL, PEARLHalfCheetahVel-v0 (CPU config)", "context trajectories")
 
 
 if __name__ == "__main__":
