@@ -81,27 +81,13 @@ PEARL_CHEETAH_VEL_REFERENCE_CURVE: dict[int, tuple[float, float, float]] = {
 }
 
 
-def plot_against_env_steps(path: Path, curve: dict[int, tuple[float, ...]], title: str,
-                           label: str) -> None:
-    """Meta-test return after k units against training env steps, one line per k."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = sorted(curve)
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for k in range(len(curve[steps[0]])):
-        ax.plot([s / 1e3 for s in steps], [curve[s][k] for s in steps], marker="o",
-                label=f"{label} k = {k}" + (" (prior)" if k == 0 else ""))
-    ax.set_xlabel("training env steps (thousands)")
-    ax.set_ylabel("meta-test return")
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def against_env_steps(curve: dict[int, tuple[float, ...]], label: str, n_tasks: int
+                      ) -> list[AdaptationPoint]:
+    """One line per k, with training env steps (thousands) on the x axis."""
+    return [AdaptationPoint(f"{label} k = {k}" + (" (prior)" if k == 0 else ""), steps // 1000,
+                            returns[k], 0.0, n_tasks)
+            for k in range(len(next(iter(curve.values()))))
+            for steps, returns in sorted(curve.items())]
 
 
 def main() -> None:
@@ -114,9 +100,11 @@ def main() -> None:
     plot_adaptation(OUT / "pearl_vs_maml_half_cheetah_vel.png",
                     points(PEARL_VS_MAML_CHEETAH, 40), "HalfCheetahVel-v0, v* ~ U[0, 2]",
                     "k (PEARL: context trajectories; MAML: gradient steps)")
-    plot_against_env_steps(OUT / "pearl_half_cheetah_vel_reference.png",
-                           PEARL_CHEETAH_VEL_REFERENCE_CURVE,
-                           "PEARL, PEARLHalfCheetahVel-v0 (CPU config)", "context trajectories")
+    plot_adaptation(OUT / "pearl_half_cheetah_vel_reference.png",
+                    against_env_steps(PEARL_CHEETAH_VEL_REFERENCE_CURVE, "context trajectories",
+                                      20),
+                    "PEARL, PEARLHalfCheetahVel-v0 (CPU config)",
+                    "training env steps (thousands)")
 
 
 if __name__ == "__main__":
