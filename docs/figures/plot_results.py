@@ -81,6 +81,19 @@ PEARL_CHEETAH_VEL_REFERENCE_CURVE: dict[int, tuple[float, float, float]] = {
 }
 
 
+# docs/results.md, "Four algorithms on 2D navigation": each trained from one commit, then
+# `metarl eval RUN_DIR --tasks 40 --steps 3`; MAML-TRPO, ProMP and RL² at ~1.2M env steps,
+# PEARL at its shipped 40 iterations (97k). k: gradient steps (MAML-TRPO, ProMP),
+# context trajectories (PEARL), episodes of the trial (RL²).
+NAVIGATION_ALGORITHMS: Table = {
+    "MAML-TRPO, 15 it. (1.17M)": [(-38.13, 2.16), (-15.83, 0.74), (-12.71, 0.30),
+                                  (-12.71, 0.30)],
+    "ProMP, 8 it. (1.27M)": [(-76.41, 1.83), (-57.67, 1.27), (-47.38, 0.74), (-42.74, 0.60)],
+    "RL², 300 it. (1.16M)": [(-20.27, 0.72), (-15.33, 0.40), (-15.57, 0.37), (-15.39, 0.41)],
+    "PEARL, 40 it. (0.10M)": [(-17.73, 0.82), (-14.71, 0.84), (-11.23, 0.67), (-9.71, 0.62)],
+}
+
+
 def against_env_steps(curve: dict[int, tuple[float, ...]], label: str, n_tasks: int
                       ) -> list[AdaptationPoint]:
     """One line per k, with training env steps (thousands) on the x axis."""
@@ -100,6 +113,9 @@ def main() -> None:
     plot_adaptation(OUT / "pearl_vs_maml_half_cheetah_vel.png",
                     points(PEARL_VS_MAML_CHEETAH, 40), "HalfCheetahVel-v0, v* ~ U[0, 2]",
                     "k (PEARL: context trajectories; MAML: gradient steps)")
+    plot_adaptation(OUT / "navigation_algorithms.png", points(NAVIGATION_ALGORITHMS, 40),
+                    "Navigation2D-v0, 40 held-out tasks",
+                    "k (gradient steps / context trajectories / episodes)")
     plot_adaptation(OUT / "pearl_half_cheetah_vel_reference.png",
                     against_env_steps(PEARL_CHEETAH_VEL_REFERENCE_CURVE, "context trajectories",
                                       20),
