@@ -93,6 +93,12 @@ NAVIGATION_ALGORITHMS: Table = {
     "PEARL, 40 it. (0.10M)": [(-17.73, 0.82), (-14.71, 0.84), (-11.23, 0.67), (-9.71, 0.62)],
 }
 
+# The same section, the MAML family at ~8M env steps (MAML-TRPO's shipped 100 iterations).
+NAVIGATION_MAML_FAMILY_8M: Table = {
+    "MAML-TRPO, 100 it. (7.63M)": [(-35.87, 2.34), (-13.42, 1.30), (-8.70, 0.67), (-7.26, 0.28)],
+    "ProMP, 50 it. (7.76M)": [(-37.20, 2.22), (-14.43, 0.75), (-14.96, 0.77), (-15.63, 1.01)],
+}
+
 
 def against_env_steps(curve: dict[int, tuple[float, ...]], label: str, n_tasks: int
                       ) -> list[AdaptationPoint]:
@@ -116,6 +122,8 @@ def main() -> None:
     plot_adaptation(OUT / "navigation_algorithms.png", points(NAVIGATION_ALGORITHMS, 40),
                     "Navigation2D-v0, 40 held-out tasks",
                     "k (gradient steps / context trajectories / episodes)")
+    plot_adaptation(OUT / "navigation_maml_family_8m.png", points(NAVIGATION_MAML_FAMILY_8M, 40),
+                    "Navigation2D-v0, ~8M env steps", "number of gradient steps")
     plot_adaptation(OUT / "pearl_half_cheetah_vel_reference.png",
                     against_env_steps(PEARL_CHEETAH_VEL_REFERENCE_CURVE, "context trajectories",
                                       20),
