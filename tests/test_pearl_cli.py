@@ -44,7 +44,7 @@ def test_shipped_config_builds_pearls_own_settings():
     ({"algo": {"name": "pearl"}, "sampler": {"episodes_per_task": 3}},
      r"^sampler\.episodes_per_task: not used by algo\.name 'pearl'"),
     ({"algo": {"name": "pearl", "max_kl": 0.1}},
-     r"^algo\.max_kl: unknown key for algo\.name 'pearl' \(it is a key of maml_trpo, trpo\)"),
+     r"^algo\.max_kl: unknown key for algo\.name 'pearl' \(it is a key of maml_trpo, rl2, trpo\)"),
     ({"algo": {"name": "pearl", "reward_scale": 0}}, r"^algo\.reward_scale: 0"),
     ({"algo": {"name": "pearl", "kl_lambd": 1}}, r"did you mean 'kl_lambda'"),
 ])
