@@ -17,7 +17,7 @@ then ``--compare REF.json OURS.json`` prints the markdown table of docs/metaworl
 JSON also records a digest of every goal (``rand_vec``), so the comparison checks that both
 ran the same tasks. Usage (from the repository root):
 
-    nice -n 10 /work/mw33/bin/python launch/metaworld_fidelity.py --impl reference --out ref.json
+    nice -n 10 /tmp/mujoco33-venv/bin/python launch/metaworld_fidelity.py --impl reference --out ref.json
     nice -n 10 python launch/metaworld_fidelity.py --impl ours --out ours.json
     python launch/metaworld_fidelity.py --compare ref.json ours.json
 """
