@@ -30,7 +30,6 @@ from ..checkpoint import checkpoint_iteration, load_checkpoint
 from ..config import DEFAULT_DEVICE, load_config
 from ..experiment import build, resolve_device
 from ..optim import conjugate_gradient, flat
-from ..policies import stack_params
 from .flops import sync
 from .maml import _fresh_meta_batch
 
@@ -82,14 +81,11 @@ def _compare(algo: MAMLTRPO, fraction: float, label: str) -> FisherPoint:
     policy = algo.policy
     with torch.no_grad():
         old_dist = policy(valid.observations, old_params)
-    valid_adv = algo.advantages(valid)
-    adapted = stack_params(policy.params(), valid.num_tasks)
-    for batch, adv in train:
-        adapted = algo.inner_step(adapted, batch, adv, algo.inner_step_size, create_graph=True)
-    loss, _ = surrogate_loss(policy, adapted, valid, valid_adv, old_dist)
+    adapted = algo._adapted_from_meta(train, valid.num_tasks, create_graph=True)
+    loss, _ = surrogate_loss(policy, adapted, valid, algo.advantages(valid), old_dist)
     gradient = flat(torch.autograd.grad(loss.mean(), list(policy.parameters()))).detach()
     detached = {k: v.detach() for k, v in old_params.items()}
-    method = cfg.fisher if not cfg.first_order else "first_order"
+    method = algo._fisher_method()
     inner = {"full": train, "kl_states": train,
              "episodes": [(subsample(b, fraction),
                            a[:, :_kept_episodes(b.episodes_per_task, fraction)])

@@ -48,8 +48,14 @@ def lvc_inner_loss(policy: GaussianMLPPolicy, params: Params, batch: EpisodeBatc
     (constants). Its gradient at ``pi_theta = pi_old`` is the policy gradient; its
     Hessian there is ``-mean((grad^2 log pi + grad log pi grad log pi^T) A)``.
     """
-    log_probs = policy(batch.observations, params).log_prob(batch.actions)
-    return -masked_task_mean(torch.exp(log_probs - old_log_probs) * advantages, batch.mask)
+    return _lvc(policy(batch.observations, params), batch, advantages, old_log_probs)
+
+
+def _lvc(dist: Distribution, batch: EpisodeBatch, advantages: torch.Tensor,
+         old_log_probs: torch.Tensor) -> torch.Tensor:
+    """:func:`lvc_inner_loss` from the policy's distribution on ``batch``."""
+    ratio = torch.exp(dist.log_prob(batch.actions) - old_log_probs)
+    return -masked_task_mean(ratio * advantages, batch.mask)
 
 
 def clipped_surrogate(log_probs: torch.Tensor, old_log_probs: torch.Tensor,
@@ -111,8 +117,7 @@ class ProMP(MAMLTRPO):
                 dist = self.policy(batch.observations, params)
                 inner_kls.append(masked_task_mean(kl_divergence(sampled_by[k], dist),
                                                   batch.mask).mean())
-                ratio = torch.exp(dist.log_prob(batch.actions) - inner_old_log_probs[k])
-                loss = -masked_task_mean(ratio * adv, batch.mask)  # lvc_inner_loss
+                loss = _lvc(dist, batch, adv, inner_old_log_probs[k])
                 grads = torch.autograd.grad(loss.sum(), list(params.values()),
                                             create_graph=True)
                 params = {n: p - self.inner_step_size * g
@@ -169,11 +174,12 @@ class ProMP(MAMLTRPO):
         result (recomputed without a graph: the same values ``adapt`` sampled with)."""
         params = stack_params(_detached(self.policy.params()), train[0][0].num_tasks)
         dists = []
-        for batch, adv in train:
+        for k, (batch, adv) in enumerate(train):
             with torch.no_grad():
                 dists.append(self.policy(batch.observations, params))
-            params = _detached(self.inner_step(params, batch, adv, self.inner_step_size,
-                                               create_graph=False))
+            if k + 1 < len(train):  # the last step's result sampled the outer batch: not needed
+                params = _detached(self.inner_step(params, batch, adv, self.inner_step_size,
+                                                   create_graph=False))
         return dists
 
     def skipped_update_stats(self) -> dict[str, float]:
