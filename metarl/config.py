@@ -223,6 +223,12 @@ def _check_consistency(cfg: Config) -> None:
     if "policy" not in cfg.algorithm.unused and cfg.policy.min_std > cfg.policy.init_std:
         raise ConfigError(f"policy.min_std: {cfg.policy.min_std} must not exceed "
                           f"policy.init_std ({cfg.policy.init_std})")
+    for key, values in cfg.algorithm.refused.items():
+        section, _, name = key.partition(".")
+        value = getattr(getattr(cfg, section), name)
+        if value in values:
+            raise ConfigError(f"{key}: {value!r} is not supported by algo.name "
+                              f"{cfg.algorithm.name!r} ({values[value]})")
     validate = getattr(cfg.algo, "validate", None)
     if validate is not None:
         validate("algo.")

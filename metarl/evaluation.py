@@ -240,7 +240,8 @@ def _evaluate(run: LoadedRun, num_tasks: int | None, steps: int, seed: int, out_
     tasks = _held_out(learner, run.parts.sampler, num_tasks, task_seed, say)
     num_tasks = len(tasks)
     label, units = learner.label, learner.adaptation_units
-    say(f"{label}: {num_tasks} held-out tasks x {episodes} episodes, 0..{steps} {units}")
+    say(f"{label}: {num_tasks} held-out tasks x {episodes} {learner.rollouts_per_task}, "
+        f"0..{steps} {units}")
     points = adaptation_points(label, learner, tasks, steps, episodes, run.parts.sampler,
                                action_seed, latent_seed, progress, label)
     info: dict[str, Any] = {}

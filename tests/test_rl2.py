@@ -325,3 +325,14 @@ def test_resume_is_bit_identical_and_eval_gives_the_curve_over_episodes(tmp_path
     assert curve == [("rl2", 0), ("rl2", 1), ("rl2", 2)]  # 3 episodes per trial
     info = yaml.safe_load((full / "eval" / "eval_info.yaml").read_text())
     assert info["adaptation_units"] == "episodes" and info["algorithm"] == "rl2"
+
+
+def test_the_ray_backend_is_refused_when_the_config_is_read():
+    """RL²'s hidden states live in this process: ``sampler.backend: ray`` is a config error
+    naming the key, the value and the algorithm, raised before anything is built."""
+    from metarl.schema import ConfigError
+
+    with pytest.raises(ConfigError, match=r"sampler\.backend: 'ray' is not supported by "
+                                          r"algo\.name 'rl2' \(RL² rolls out its trials"):
+        load_config(CONFIG, ["sampler.backend=ray"])
+    assert load_config(CONFIG, ["sampler.backend=gym"]).sampler.backend == "gym"

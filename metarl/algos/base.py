@@ -125,6 +125,8 @@ class MetaLearner(abc.ABC):
     # the method's name in evaluation's outputs (adaptation.csv, the plot's legend)
     label: ClassVar[str] = ""
     adaptation_units: ClassVar[str] = "gradient steps"
+    # what adapt()'s `episodes` counts per task (evaluation's header names it)
+    rollouts_per_task: ClassVar[str] = "episodes"
     # the keys to lower when updates keep turning non-finite (named in the stop message)
     step_size_keys: ClassVar[str] = "the algorithm's step sizes"
     # whether adapt() accepts step_sizes= (gradient-based fine-tuning): `metarl eval

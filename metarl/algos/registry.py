@@ -12,7 +12,7 @@ import dataclasses
 import difflib
 import importlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..plugins import import_prefix
 from ..schema import ConfigError
@@ -35,6 +35,9 @@ class AlgorithmSpec:
         unused: keys of other sections the algorithm never reads (``"policy"`` for a whole
             section, ``"sampler.episodes_per_task"`` for one key), each with the reason;
             setting one is an error.
+        refused: values of other sections' keys the algorithm cannot run with, each with
+            the reason (``{"sampler.backend": {"ray": "..."}}``); choosing one is an error
+            when the config is read, before anything is built.
         torch_threads: torch threads for ``train.threads: auto``; None = every usable CPU.
         meta_learner: False for a baseline that ``metarl eval`` does not evaluate on its own
             (plain TRPO: it is fine-tuned through ``--baselines``).
@@ -52,6 +55,7 @@ class AlgorithmSpec:
     meta_learner: bool = True
     best_by: str | None = None
     best_by_hint: str = ""  # when the best_by column is logged, if not always
+    refused: Mapping[str, Mapping[Any, str]] = field(default_factory=dict)
 
     def builder(self) -> Callable[["BuildContext"], "MetaLearner"]:
         """The build function (imported now if it was given as ``"module:function"``)."""
@@ -73,6 +77,7 @@ def register_algorithm(name: str, *, config: type,
                        description: str = "", unused: Mapping[str, str] | None = None,
                        torch_threads: int | None = None, meta_learner: bool = True,
                        best_by: str | None = None, best_by_hint: str = "",
+                       refused: Mapping[str, Mapping[Any, str]] | None = None,
                        override: bool = False) -> AlgorithmSpec:
     """Make ``algo.name: <name>`` train and evaluate with ``build`` (see :class:`AlgorithmSpec`)."""
     if not name or ":" in name or not name.isprintable():
@@ -83,8 +88,13 @@ def register_algorithm(name: str, *, config: type,
     if not dataclasses.is_dataclass(config) or "name" not in {f.name for f in
                                                               dataclasses.fields(config)}:
         raise ValueError(f"algorithm {name!r}: config must be a dataclass with a 'name' field")
+    for key in refused or {}:
+        section, _, attr = key.partition(".")
+        if not section or not attr or "." in attr:
+            raise ValueError(f"algorithm {name!r}: refused key {key!r} must be 'section.key'")
     spec = AlgorithmSpec(name, config, build, description, dict(unused or {}), torch_threads,
-                         meta_learner, best_by, best_by_hint)
+                         meta_learner, best_by, best_by_hint,
+                         {k: dict(v) for k, v in (refused or {}).items()})
     _REGISTRY[name] = spec
     return spec
 
@@ -143,6 +153,9 @@ def _register_builtins() -> None:
                           "min_std)",
                 "sampler.episodes_per_task": "RL² samples algo.trials_per_task trials of "
                                              "algo.episodes_per_trial episodes per task"},
+        refused={"sampler.backend": {
+            "ray": "RL² rolls out its trials in this process through the family's batched "
+                   "env (its hidden states live there); use batch, gym or auto"}},
         # the GRU's update is hundreds of [trials, 64] products per sequence, one per step:
         # on 2 busy cores a second torch thread made a forward/backward 100x slower
         torch_threads=1, best_by="meta_train/return/adapt_{K}", override=True)

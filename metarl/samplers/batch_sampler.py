@@ -10,7 +10,7 @@ import torch
 
 from ..envs import BatchTaskEnv, ReferenceTaskSet, TaskFamilySpec
 from ..envs.wrappers import TaskInObservation
-from .episode_batch import EpisodeBatch
+from .episode_batch import EpisodeBatch, EpisodeRecorder
 from .gym_vector import GymVectorEnv
 
 BACKENDS = ("batch", "gym")
@@ -208,21 +208,13 @@ class BatchSampler:
         seeds = streams.reset_rng.integers(0, 2**63 - 1, size=n)
         sim_tasks = [task for task in tasks for _ in range(episodes_per_task)]
         obs = env.reset(sim_tasks, seeds).reshape(n, self.obs_dim)
-        obs_buf = np.zeros((horizon, n, self.obs_dim), dtype=np.float32)
-        act_buf = np.zeros((horizon, n, self.act_dim), dtype=np.float32)
-        rew_buf = np.zeros((horizon, n), dtype=np.float32)
-        mask_buf = np.zeros((horizon, n), dtype=np.float32)
-        active = np.ones(n, dtype=bool)
-        terminated = np.zeros(n, dtype=bool)
-        diverged = np.zeros(n, dtype=bool)
-        success: np.ndarray | None = None  # only for families whose info reports it
-        final_obs = np.zeros((n, self.obs_dim), dtype=np.float32)
+        recorder = EpisodeRecorder(horizon, num_tasks, episodes_per_task, self.obs_dim,
+                                   self.act_dim)
         actions_from_noise = getattr(policy, "actions_from_noise", None)
         dtype = next(iter(params.values())).dtype
         noise_shape = (num_tasks, episodes_per_task, self.act_dim)
         for t in range(horizon):
-            obs_buf[t] = obs
-            obs_t = torch.from_numpy(obs_buf[t]).to(self.device, dtype)
+            obs_t = torch.from_numpy(recorder.observe(t, obs)).to(self.device, dtype)
             mean, std = policy.mean_std(obs_t.view(num_tasks, episodes_per_task, self.obs_dim),
                                         params)
             if deterministic:
@@ -236,50 +228,11 @@ class BatchSampler:
                 raise NonFiniteActionError(f"task family '{self.family.id}': the policy produced "
                                            f"non-finite actions at step {t}")
             obs, reward, term, trunc, info = env.step(actions)
-            obs = obs.reshape(n, self.obs_dim)
-            bad = ~(np.isfinite(reward) & np.isfinite(obs).all(axis=1))
-            if "diverged" in info:
-                bad |= info["diverged"]
-            if bad.any():  # the step never happened for learning: mask it, end the episode
-                obs = np.where(bad[:, None], 0.0, obs)
-                diverged |= active & bad
-                live = active & ~bad
-                # the last real step's successor is the observation before the bad step
-                final_obs[active & bad] = obs_buf[t][active & bad]
-            else:
-                live = active
-            act_buf[t] = actions
-            rew_buf[t] = np.where(live, reward, 0.0)
-            mask_buf[t] = live
-            terminated |= live & term
-            if "success" in info:
-                success = (np.zeros(n, dtype=bool) if success is None else success) | (
-                    live & np.asarray(info["success"], dtype=bool))
-            active = live & ~(term | trunc)
-            ended = live & ~active
-            if t == horizon - 1:
-                ended |= active  # still running at the sampler's horizon
-            if ended.any():
-                final_obs[ended] = obs[ended]
-            if not active.any():
+            obs, _ = recorder.record(t, actions, obs.reshape(n, self.obs_dim), reward, term,
+                                     trunc, info)
+            if recorder.done:
                 break
-
-        def to_tensor(buf: np.ndarray) -> torch.Tensor:
-            arr = buf.reshape(horizon, num_tasks, episodes_per_task, *buf.shape[2:])
-            return torch.from_numpy(np.ascontiguousarray(np.moveaxis(arr, 0, 2))).to(self.device,
-                                                                                     dtype)
-
-        def flags(arr: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(arr.reshape(num_tasks, episodes_per_task)).to(self.device)
-
-        return EpisodeBatch(
-            observations=to_tensor(obs_buf), actions=to_tensor(act_buf),
-            rewards=to_tensor(rew_buf), mask=to_tensor(mask_buf),
-            terminated=flags(terminated), diverged=flags(diverged),
-            final_observations=torch.from_numpy(
-                final_obs.reshape(num_tasks, episodes_per_task, self.obs_dim)).to(self.device,
-                                                                                  dtype),
-            success=None if success is None else flags(success))
+        return recorder.batch(self.device, dtype)
 
     def diagnostics(self) -> dict[str, float]:
         """Counters of the sampler's own health since the last call, keyed by TensorBoard tag

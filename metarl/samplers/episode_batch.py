@@ -1,9 +1,12 @@
-"""Padded episode storage ``[task, episode, t, ...]`` and the estimators that live on it."""
+"""Padded episode storage ``[task, episode, t, ...]``, the estimators that live on it, and
+the step-by-step recorder the samplers fill it with."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 
@@ -115,4 +118,94 @@ class EpisodeBatch:
         """A copy on ``device``."""
         return EpisodeBatch(*(None if getattr(self, f) is None else getattr(self, f).to(device)
                               for f in ("observations", "actions", "rewards", "mask",
-                                        "terminated", "diverged", "final_observations")))
+                                        "terminated", "diverged", "final_observations",
+                                        "success")))
+
+
+class EpisodeRecorder:
+    """One episode in each of ``num_tasks * per_task`` simulations, recorded step by step
+    (numpy buffers ``[H, n, ...]``), then returned as an :class:`EpisodeBatch`.
+
+    The samplers share it so that they end episodes alike: a step whose reward or
+    observation is non-finite, or that the env flags in ``info["diverged"]``, never
+    happened for learning (masked, reward 0); the episode ends at the step before it,
+    whose successor is the observation that step started from. An episode also ends on
+    termination, truncation or at the horizon. ``success`` is recorded for families whose
+    ``info`` reports it (any real step with ``info["success"]``, Meta-World's criterion).
+    """
+
+    def __init__(self, horizon: int, num_tasks: int, per_task: int, obs_dim: int,
+                 act_dim: int) -> None:
+        n = num_tasks * per_task
+        self.horizon, self.num_tasks, self.per_task = horizon, num_tasks, per_task
+        self.obs = np.zeros((horizon, n, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((horizon, n, act_dim), dtype=np.float32)
+        self.rewards = np.zeros((horizon, n), dtype=np.float32)
+        self.mask = np.zeros((horizon, n), dtype=np.float32)
+        self.final_obs = np.zeros((n, obs_dim), dtype=np.float32)
+        self.active = np.ones(n, dtype=bool)  # episodes still running
+        self.terminated = np.zeros(n, dtype=bool)
+        self.diverged = np.zeros(n, dtype=bool)
+        self.success: np.ndarray | None = None  # only for families whose info reports it
+
+    def observe(self, t: int, obs: np.ndarray) -> np.ndarray:
+        """Store the observation step ``t`` acts on; returns the stored (float32) row."""
+        self.obs[t] = obs
+        return self.obs[t]
+
+    def record(self, t: int, actions: np.ndarray, obs: np.ndarray, reward: np.ndarray,
+               term: np.ndarray, trunc: np.ndarray, info: Mapping[str, Any]
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Record step ``t``'s actions and the env's reply; returns the next observation
+        (zero on a diverged simulation) and ``live``, the simulations whose step was real."""
+        bad = ~(np.isfinite(reward) & np.isfinite(obs).all(axis=1))
+        if "diverged" in info:
+            bad |= info["diverged"]
+        active = self.active
+        if bad.any():
+            obs = np.where(bad[:, None], 0.0, obs)
+            self.diverged |= active & bad
+            self.final_obs[active & bad] = self.obs[t][active & bad]
+            live = active & ~bad
+        else:
+            live = active
+        self.actions[t] = actions
+        self.rewards[t] = np.where(live, reward, 0.0)
+        self.mask[t] = live
+        self.terminated |= live & term
+        if "success" in info:
+            if self.success is None:
+                self.success = np.zeros(live.shape[0], dtype=bool)
+            self.success |= live & np.asarray(info["success"], dtype=bool)
+        self.active = live & ~(term | trunc)
+        ended = live & ~self.active
+        if t == self.horizon - 1:
+            ended |= self.active  # still running at the sampler's horizon
+        if ended.any():
+            self.final_obs[ended] = obs[ended]
+        return obs, live
+
+    @property
+    def done(self) -> bool:
+        """Every episode has ended."""
+        return not self.active.any()
+
+    def batch(self, device: torch.device, dtype: torch.dtype) -> EpisodeBatch:
+        """The recorded episodes, ``[num_tasks, per_task, H, ...]``, floats in ``dtype``."""
+        shape = (self.num_tasks, self.per_task)
+
+        def steps(buf: np.ndarray) -> torch.Tensor:  # [H, n, ...] -> [T, E, H, ...]
+            arr = buf.reshape(self.horizon, *shape, *buf.shape[2:])
+            return torch.from_numpy(np.ascontiguousarray(np.moveaxis(arr, 0, 2))).to(device,
+                                                                                     dtype)
+
+        def flags(arr: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(arr.reshape(shape)).to(device)
+
+        return EpisodeBatch(
+            observations=steps(self.obs), actions=steps(self.actions),
+            rewards=steps(self.rewards), mask=steps(self.mask),
+            terminated=flags(self.terminated), diverged=flags(self.diverged),
+            final_observations=torch.from_numpy(
+                self.final_obs.reshape(*shape, -1)).to(device, dtype),
+            success=None if self.success is None else flags(self.success))

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .batch_sampler import BatchSampler, NonFiniteActionError, RolloutStreams, single_torch_thread
-from .episode_batch import EpisodeBatch
+from .episode_batch import EpisodeBatch, EpisodeRecorder
 
 
 class RecurrentPolicy(Protocol):
@@ -163,14 +163,6 @@ class RecurrentSampler:
         prev_reward = np.zeros(n, dtype=np.float32)
         inputs_buf = np.zeros((episodes_per_trial, horizon, n, input_dim), dtype=np.float32)
 
-        def to_tensor(buf: np.ndarray) -> torch.Tensor:  # [H, n, ...] -> [T, N, H, ...]
-            arr = buf.reshape(horizon, num_tasks, trials_per_task, *buf.shape[2:])
-            return torch.from_numpy(np.ascontiguousarray(np.moveaxis(arr, 0, 2))).to(device,
-                                                                                     dtype)
-
-        def flags(arr: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(arr.reshape(num_tasks, trials_per_task)).to(device)
-
         episodes = []
         for k in range(episodes_per_trial):
             seeds = streams.reset_rng.integers(0, 2**63 - 1, size=n)
@@ -179,16 +171,9 @@ class RecurrentSampler:
                      torch.randn((horizon, n, act_dim), generator=streams.generator))
             # the paper's termination flag: 1 on the first step after an episode ended
             new_episode = np.full(n, float(k > 0), dtype=np.float32)
-            obs_buf = np.zeros((horizon, n, obs_dim), dtype=np.float32)
-            act_buf = np.zeros((horizon, n, act_dim), dtype=np.float32)
-            rew_buf = np.zeros((horizon, n), dtype=np.float32)
-            mask_buf = np.zeros((horizon, n), dtype=np.float32)
-            final_obs = np.zeros((n, obs_dim), dtype=np.float32)
-            active = np.ones(n, dtype=bool)
-            terminated = np.zeros(n, dtype=bool)
-            diverged = np.zeros(n, dtype=bool)
+            recorder = EpisodeRecorder(horizon, num_tasks, trials_per_task, obs_dim, act_dim)
             for t in range(horizon):
-                obs_buf[t] = obs
+                recorder.observe(t, obs)
                 step_inputs = inputs_buf[k, t]
                 step_inputs[:, :obs_dim] = obs
                 step_inputs[:, obs_dim:obs_dim + act_dim] = prev_action
@@ -198,45 +183,25 @@ class RecurrentSampler:
                     torch.from_numpy(step_inputs).to(device, dtype), hidden)
                 actions_t = mean if noise is None else mean + std * noise[t].to(device, dtype)
                 actions = actions_t.cpu().numpy().astype(np.float32)
+                active = recorder.active
                 if not np.isfinite(actions[active]).all():
                     raise NonFiniteActionError(
                         f"task family '{sampler.family.id}': the recurrent policy produced "
                         f"non-finite actions at step {t} of episode {k}")
                 actions[~active] = 0.0  # idle simulations read meaningless observations
                 obs, reward, term, trunc, info = env.step(actions)
-                obs = obs.reshape(n, obs_dim).astype(np.float32)
-                bad = ~(np.isfinite(reward) & np.isfinite(obs).all(axis=1))
-                if "diverged" in info:
-                    bad |= info["diverged"]
-                # a diverged step never happened for learning: masked, and the episode ends
-                # at the step before it, whose successor is the observation it started from
-                obs = np.where(bad[:, None], 0.0, obs).astype(np.float32)
-                diverged |= active & bad
-                final_obs[active & bad] = obs_buf[t][active & bad]
-                live = active & ~bad
-                act_buf[t] = actions
-                rew_buf[t] = np.where(live, reward, 0.0)
-                mask_buf[t] = live
-                terminated |= live & term
+                obs, live = recorder.record(t, actions, obs.reshape(n, obs_dim), reward, term,
+                                            trunc, info)
+                obs = obs.astype(np.float32)
                 # the memory advances only on real steps (idle and diverged ones freeze it)
                 live_t = torch.from_numpy(live).to(device)
                 hidden = torch.where(live_t.unsqueeze(-1), next_hidden, hidden)
                 prev_action = np.where(live[:, None], actions, prev_action)
                 prev_reward = np.where(live, reward, prev_reward).astype(np.float32)
                 new_episode = np.where(live, 0.0, new_episode).astype(np.float32)
-                active = live & ~(term | trunc)
-                ended = live & ~active
-                if t == horizon - 1:
-                    ended |= active
-                final_obs[ended] = obs[ended]
-                if not active.any():
+                if recorder.done:
                     break
-            batch = EpisodeBatch(
-                observations=to_tensor(obs_buf), actions=to_tensor(act_buf),
-                rewards=to_tensor(rew_buf), mask=to_tensor(mask_buf),
-                terminated=flags(terminated), diverged=flags(diverged),
-                final_observations=torch.from_numpy(
-                    final_obs.reshape(num_tasks, trials_per_task, obs_dim)).to(device, dtype))
+            batch = recorder.batch(device, dtype)
             episodes.append(batch)
             if on_episode is not None:
                 on_episode(k, batch)

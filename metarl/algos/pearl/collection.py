@@ -6,6 +6,7 @@ filling the replay and encoder buffers, as the reference code's schedule asks
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -23,6 +24,29 @@ MAX_ROUNDS_WITHOUT_STEPS = 3
 class CollectionError(NumericalError, RuntimeError):
     """A training task's simulations keep producing no valid step (every one diverges at its
     first step), so collection cannot reach the steps the schedule asks for."""
+
+
+@dataclass
+class Collected:
+    """What collection rolled out: per-episode returns and success flags of the prior-z and
+    posterior-z episodes (success only for families that report it), steps and diverged
+    episodes. ``+=`` adds another collection's."""
+
+    prior_returns: list[float] = field(default_factory=list)
+    posterior_returns: list[float] = field(default_factory=list)
+    prior_success: list[float] = field(default_factory=list)
+    posterior_success: list[float] = field(default_factory=list)
+    steps: int = 0
+    diverged: int = 0
+
+    def __iadd__(self, other: "Collected") -> "Collected":
+        self.prior_returns += other.prior_returns
+        self.posterior_returns += other.posterior_returns
+        self.prior_success += other.prior_success
+        self.posterior_success += other.posterior_success
+        self.steps += other.steps
+        self.diverged += other.diverged
+        return self
 
 
 class Collection:
@@ -73,10 +97,10 @@ class Collection:
         return mean + var.sqrt() * noise
 
     def _collect(self, task_ids: Sequence[int], num_steps: int, posterior: bool,
-                 add_to_encoder: bool, setting: str = "collection"
-                 ) -> tuple[list[float], list[float], int, int]:
+                 add_to_encoder: bool, setting: str = "collection") -> Collected:
         """Collect at least ``num_steps`` steps for every task (whole episodes); returns
-        the returns of prior-z and posterior-z episodes, steps and diverged episodes.
+        the returns (and success) of prior-z and posterior-z episodes, steps and diverged
+        episodes.
 
         Raises :class:`CollectionError` when a task adds no valid step in
         ``MAX_ROUNDS_WITHOUT_STEPS`` rounds in a row (``setting`` names the schedule key in
@@ -85,9 +109,7 @@ class Collection:
         horizon = self.sampler.horizon
         remaining = dict.fromkeys(task_ids, num_steps)
         stalled = dict.fromkeys(task_ids, 0)  # consecutive rounds without a valid step
-        prior_returns: list[float] = []
-        posterior_returns: list[float] = []
-        steps = diverged = 0
+        out = Collected()
         first_round = True
         while active := [t for t in task_ids if remaining[t] > 0]:
             # a posterior that must see the previous trajectory forces one episode per round
@@ -116,12 +138,16 @@ class Collection:
                 raise CollectionError(self._stuck_message(stuck, remaining[stuck[0]], num_steps,
                                                           setting, episodes))
             returns = batch.episode_returns().cpu()
-            prior_returns += returns[from_prior].tolist()
-            posterior_returns += returns[~from_prior].tolist()
-            steps += int(lengths.sum())
-            diverged += batch.num_diverged
+            out.prior_returns += returns[from_prior].tolist()
+            out.posterior_returns += returns[~from_prior].tolist()
+            if batch.success is not None:
+                success = batch.success.float().cpu()
+                out.prior_success += success[from_prior].tolist()
+                out.posterior_success += success[~from_prior].tolist()
+            out.steps += int(lengths.sum())
+            out.diverged += batch.num_diverged
             first_round = False
-        return prior_returns, posterior_returns, steps, diverged
+        return out
 
     def _stuck_message(self, stuck: Sequence[int], remaining: int, num_steps: int,
                        setting: str, episodes: int) -> str:

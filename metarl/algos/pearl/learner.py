@@ -38,7 +38,7 @@ from ...envs import TaskFamilyError
 from ...samplers import BatchSampler, EpisodeBatch, RolloutStreams
 from ...schema import ConfigError, check_settings
 from ..base import Adaptation, BuildContext, IterationStats, MetaLearner, StepCallback
-from .collection import MAX_ROUNDS_WITHOUT_STEPS, Collection, CollectionError
+from .collection import MAX_ROUNDS_WITHOUT_STEPS, Collected, Collection, CollectionError
 from .config import PEARLConfig
 from .losses import actor_value_loss, critic_loss
 from .networks import PEARLNetworks
@@ -61,6 +61,7 @@ class PEARL(Collection, Rollback, MetaLearner):
 
     name = "pearl"
     adaptation_units = "context trajectories"
+    rollouts_per_task = "simulations"
     step_size_keys = "algo.lr or algo.reward_scale"
 
     def __init__(self, sampler: BatchSampler, cfg: PEARLConfig,
@@ -163,28 +164,25 @@ class PEARL(Collection, Rollback, MetaLearner):
         cfg = self.cfg
         t0 = time.perf_counter()
         self.skip_reason = self._restore_if_non_finite()
-        steps = diverged = 0
+        initial = Collected()  # its episodes' returns are not the iteration's
         if not self.initial_collected and cfg.num_initial_steps > 0:
-            _, _, steps, diverged = self._collect(range(cfg.num_train_tasks),
-                                                  cfg.num_initial_steps, False, True,
-                                                  "algo.num_initial_steps")
+            initial = self._collect(range(cfg.num_train_tasks), cfg.num_initial_steps, False,
+                                    True, "algo.num_initial_steps")
         self.initial_collected = True
         tasks = sorted(self.task_rng.choice(cfg.num_train_tasks, cfg.num_tasks_sample,
                                             replace=False).tolist())
         for task in tasks:
             self.encoder_buffer.clear(task)
-        prior_returns, posterior_returns = [], []
+        collected = Collected()
         for num_steps, posterior, to_encoder, setting in (
                 (cfg.num_steps_prior, False, True, "algo.num_steps_prior"),
                 (cfg.num_steps_posterior, True, True, "algo.num_steps_posterior"),
                 (cfg.num_extra_rl_steps_posterior, True, False,
                  "algo.num_extra_rl_steps_posterior")):
             if num_steps > 0:
-                prior, post, n, d = self._collect(tasks, num_steps, posterior, to_encoder,
-                                                  setting)
-                prior_returns += prior
-                posterior_returns += post
-                steps, diverged = steps + n, diverged + d
+                collected += self._collect(tasks, num_steps, posterior, to_encoder, setting)
+        steps = initial.steps + collected.steps
+        diverged = initial.diverged + collected.diverged
         t1 = time.perf_counter()
 
         # after a restore at the start, the iteration counts as skipped: no gradient steps
@@ -219,11 +217,15 @@ class PEARL(Collection, Rollback, MetaLearner):
             "diagnostics/q_pred": means[6], "diagnostics/log_pi": means[7],
             "diagnostics/skipped_updates": float(self.skip_reason is not None),
             "diagnostics/sim_diverged": float(diverged),
-            "meta_train/return/adapt_0": mean(prior_returns),
+            "meta_train/return/adapt_0": mean(collected.prior_returns),
             "time/sample_s": t1 - t0, "time/update_s": update_s,
         }
+        if collected.prior_success:  # families that report success (Meta-World)
+            stats["meta_train/success/adapt_0"] = mean(collected.prior_success)
         if cfg.num_steps_posterior + cfg.num_extra_rl_steps_posterior > 0:
-            stats["meta_train/return/posterior"] = mean(posterior_returns)
+            stats["meta_train/return/posterior"] = mean(collected.posterior_returns)
+            if collected.posterior_success:
+                stats["meta_train/success/posterior"] = mean(collected.posterior_success)
         return IterationStats(steps, stats, self.skip_reason)
 
     # -- meta-test ----------------------------------------------------------------------------
@@ -272,7 +274,8 @@ class PEARL(Collection, Rollback, MetaLearner):
                   episodes: int | None = None, seed: int | None = None) -> dict[str, float]:
         """Mean return after k = 0..``k_max`` context trajectories over ``tasks`` (default:
         the fixed held-out set and ``meta_test_trajectories - 1``), keyed
-        ``meta_test/return/adapt_{k}``, plus ``meta_test/return/gain`` (last - first).
+        ``meta_test/return/adapt_{k}``, plus ``meta_test/return/gain`` (last - first) and,
+        for families that report success, ``meta_test/success/adapt_{k}``.
 
         Its rollouts draw from streams of their own, restarted at every meta-test, so
         training samples the same data whether or how often it is interrupted to meta-test.
@@ -280,10 +283,15 @@ class PEARL(Collection, Rollback, MetaLearner):
         tasks = self.test_tasks if tasks is None else tasks
         k_max = self.cfg.meta_test_trajectories - 1 if k_max is None else k_max
         sampler = self.sampler.using(RolloutStreams(self.meta_test_seed))
-        returns = self.adapt(tasks, k_max, episodes or self.meta_test_episodes, sampler,
-                             seed=seed).task_returns()
+        adaptation = self.adapt(tasks, k_max, episodes or self.meta_test_episodes, sampler,
+                                seed=seed)
+        returns = adaptation.task_returns()
         stats = {f"meta_test/return/adapt_{k}": float(r.mean()) for k, r in enumerate(returns)}
         stats["meta_test/return/gain"] = float(returns[-1].mean() - returns[0].mean())
+        success = adaptation.task_success()
+        if success is not None:  # families that report success (Meta-World)
+            stats |= {f"meta_test/success/adapt_{k}": float(r.mean())
+                      for k, r in enumerate(success)}
         return stats
 
     def eval_settings(self) -> dict[str, Any]:

@@ -46,7 +46,6 @@ from ...optim import backtracking_line_search, conjugate_gradient, flat, trust_r
 from ...optim.trpo import hessian_vector_product
 from ...policies import GaussianGRUPolicy
 from ...samplers import BatchSampler, EpisodeBatch, RecurrentSampler, TrialBatch
-from ...schema import ConfigError
 from ..base import Adaptation, BuildContext, IterationStats, MetaLearner, StepCallback
 from ..maml.learner import _assign, _first_nonfinite
 from ..maml.linear_value_baseline import fit_linear_baseline, predict_linear_baseline
@@ -103,6 +102,7 @@ class RL2(MetaLearner):
     name = "rl2"
     label = "rl2"
     adaptation_units = "episodes"
+    rollouts_per_task = "trials"
     step_size_keys = "algo.learning_rate (ppo) or algo.max_kl (trpo)"
 
     def __init__(self, policy: GaussianGRUPolicy, sampler: BatchSampler, cfg: RL2Config,
@@ -340,13 +340,16 @@ class RL2(MetaLearner):
 
 
 def _episode_stats(trials: TrialBatch) -> dict[str, float]:
-    """Mean return, length and termination share of episode ``k`` of the trials, and the
-    gain from the first episode to the last."""
+    """Mean return, length and termination share (and success rate, for families that
+    report success) of episode ``k`` of the trials, and the gain from the first episode to
+    the last."""
     stats = {}
     for k, batch in enumerate(trials.episodes):
         stats[f"meta_train/return/adapt_{k}"] = batch.episode_returns().mean().item()
         stats[f"diagnostics/episode_length/adapt_{k}"] = batch.lengths.float().mean().item()
         stats[f"diagnostics/terminated/adapt_{k}"] = batch.terminated.float().mean().item()
+        if batch.success is not None:  # families that report success (Meta-World)
+            stats[f"meta_train/success/adapt_{k}"] = batch.success.float().mean().item()
     last = len(trials.episodes) - 1
     if last > 0:
         stats["meta_train/return/gain"] = (stats[f"meta_train/return/adapt_{last}"]
@@ -357,9 +360,6 @@ def _episode_stats(trials: TrialBatch) -> dict[str, float]:
 def build_rl2(ctx: BuildContext) -> RL2:
     """``algo.name: rl2``: the GRU policy of ``algo`` and RL² on the recurrent sampler."""
     cfg = ctx.cfg.algo
-    if ctx.cfg.sampler.backend == "ray":
-        raise ConfigError("sampler.backend: RL² rolls out its trials in this process through "
-                          "the family's batched env; use batch, gym or auto, not ray")
     policy = GaussianGRUPolicy(ctx.sampler.obs_dim, ctx.sampler.act_dim, cfg.hidden_size,
                                cfg.init_std, cfg.min_std).to(ctx.device)
     return RL2(policy, ctx.sampler, cfg, seed=ctx.seed, training=ctx.training)
