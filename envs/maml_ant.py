@@ -31,9 +31,9 @@ included: MuJoCo 1.31's ``mj_forward`` called ``mj_rnePostConstraint``; MuJoCo 2
 changelog says it "is no longer called by default", only for force-related sensors, see
 openai/gym#1711). After ``mj_step`` MuJoCo's derived fields describe the state before the
 last substep, so these envs run ``mj_forward``
-once per simulation after every step, exactly as rllab: the gymnasium env calls
-``mujoco.mj_forward``, the batched env ``Batch.forward`` on the simulations it stepped
-(:class:`_ForwardAfterStepEnv`, :class:`_ForwardAfterStepBatchEnv`). The model's
+once per simulation after every step, exactly as rllab (``forward_after_step``): the
+gymnasium env calls ``mujoco.mj_forward``, the batched env has ``Batch.step`` compute the
+forward stages of the simulations it stepped. The model's
 accelerometer makes ``mj_forward`` run ``mj_rnePostConstraint`` (``cfrc_ext``), its
 ``subtreelinvel`` sensor gives the torso subtree's COM velocity. ``mj_forward`` leaves
 the state alone, so the dynamics are those of plain ``mj_step`` (tested bit for bit).
@@ -46,13 +46,11 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import mujoco
-import mujoco.batch
 import numpy as np
 
 from .locomotion import _check_nonnegative, _check_range, _DirectionTasks, _tasks_of, \
     _VelocityTasks
-from .mujoco_env import (ASSETS, MujocoBatchEnv, MujocoTaskEnv, MujocoTaskFamily, SimState,
-                         load_model, make_env_classes)
+from .mujoco_env import ASSETS, MujocoTaskFamily, SimState, load_model, make_env_classes
 from .tasks import DirectionTask, GoalTask
 
 #: rllab's ``get_current_obs`` layout for the ant (``AntEnvRand`` and its siblings).
@@ -67,6 +65,7 @@ class _MAMLAnt(MujocoTaskFamily):
     xml_path = ASSETS / "rllab_ant.xml"
     frame_skip = 1  # rllab MujocoEnv: 1 unless the model has a "frame_skip" <numeric>
     data_fields = ("cfrc_ext", "xmat", "subtree_com", "sensordata")
+    forward_after_step = True  # rllab's forward_dynamics: mj_forward after model.step()
 
     def __init__(self, ctrl_cost_weight: float = 0.005, contact_cost_weight: float = 0.0005,
                  survive_reward: float = 0.05, healthy_z_low: float = 0.2,
@@ -135,36 +134,6 @@ class _MAMLAnt(MujocoTaskFamily):
 
     def _common(self, terms: dict[str, np.ndarray]) -> np.ndarray:
         return self.survive_reward - terms["ctrl_cost"] - terms["contact_cost"]
-
-
-class _ForwardAfterStepEnv(MujocoTaskEnv):
-    """Gymnasium env that runs ``mj_forward`` after each step, as rllab's ``forward_dynamics``."""
-
-    def _state(self, qpos_before: np.ndarray, action: np.ndarray) -> SimState:
-        # called right after mj_step (and after reset's mj_forward, where it is a no-op)
-        mujoco.mj_forward(self.model, self.data)
-        return super()._state(qpos_before, action)
-
-
-class _ForwardAfterStepBatchEnv(MujocoBatchEnv):
-    """Batched env that runs ``mj_forward`` on the simulations it stepped, after each step."""
-
-    def _sim_state(self, qpos_before: np.ndarray, action: np.ndarray) -> SimState:
-        # called right after Batch.step (and after reset's Batch.forward, a no-op there);
-        # self._done is still the set of simulations that step() left alone
-        ids = np.flatnonzero(~self._done)
-        if ids.size:
-            try:
-                self.batch.forward(ids=ids)
-            except mujoco.batch.SimulationError:  # already failed in the step: diverged
-                pass
-        return super()._sim_state(qpos_before, action)
-
-
-def _make_env_classes(family: type[MujocoTaskFamily]
-                      ) -> tuple[type[MujocoTaskEnv], type[MujocoBatchEnv]]:
-    """As :func:`metarl.envs.mujoco_env.make_env_classes`, with ``mj_forward`` after steps."""
-    return make_env_classes(family, _ForwardAfterStepEnv, _ForwardAfterStepBatchEnv)
 
 
 _DOC_COMMON = """
@@ -344,9 +313,9 @@ class MAMLAntGoal(_MAMLAnt):
         return -terms["goal_distance"] + self.task_bonus + self._common(terms), terms
 
 
-MAMLAntVelEnv, MAMLAntVelBatchEnv = _make_env_classes(MAMLAntVel)
-MAMLAntDirEnv, MAMLAntDirBatchEnv = _make_env_classes(MAMLAntDir)
-MAMLAntGoalEnv, MAMLAntGoalBatchEnv = _make_env_classes(MAMLAntGoal)
+MAMLAntVelEnv, MAMLAntVelBatchEnv = make_env_classes(MAMLAntVel)
+MAMLAntDirEnv, MAMLAntDirBatchEnv = make_env_classes(MAMLAntDir)
+MAMLAntGoalEnv, MAMLAntGoalBatchEnv = make_env_classes(MAMLAntGoal)
 
 __all__ = ["MAMLAntVel", "MAMLAntDir", "MAMLAntGoal", "MAMLAntVelEnv", "MAMLAntVelBatchEnv",
            "MAMLAntDirEnv", "MAMLAntDirBatchEnv", "MAMLAntGoalEnv", "MAMLAntGoalBatchEnv",

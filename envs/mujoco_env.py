@@ -71,8 +71,11 @@ class MujocoTaskFamily:
     control step), ``data_fields`` (``MjData`` fields the functions read besides
     ``qpos``/``qvel``, e.g. ``("cfrc_ext",)``), ``data_fields_before`` (fields whose
     values from *before* the step the functions read, e.g. ``("xpos",)`` for a body
-    frame's displacement; copied once per step). Keyword arguments of ``__init__``
-    are the family's kwargs (``env.kwargs`` in a config); validate them there and
+    frame's displacement; copied once per step), ``forward_after_step`` (run ``mj_forward``
+    after every control step, so that derived fields such as ``cfrc_ext``, ``xmat`` or
+    sensors describe the new state, not the one before the last substep, as rllab's
+    ``forward_dynamics`` does; the state itself is unchanged). Keyword arguments of
+    ``__init__`` are the family's kwargs (``env.kwargs`` in a config); validate them there and
     raise ``ValueError`` with the allowed range.
 
     Subclasses implement :meth:`sample_tasks`, :meth:`task_arrays`,
@@ -85,6 +88,7 @@ class MujocoTaskFamily:
     frame_skip: ClassVar[int] = 5
     data_fields: ClassVar[tuple[str, ...]] = ()
     data_fields_before: ClassVar[tuple[str, ...]] = ()
+    forward_after_step: ClassVar[bool] = False
 
     def __init__(self, reset_noise_scale: float = 0.1) -> None:
         if not reset_noise_scale >= 0:
@@ -330,6 +334,8 @@ class MujocoTaskEnv(TaskEnvMixin, gymnasium.Env):
         self._copy_data_before()
         d.ctrl[:] = action
         mujoco.mj_step(self.model, d, nstep=self.family.frame_skip)
+        if self.family.forward_after_step:
+            mujoco.mj_forward(self.model, d)
         diverged = _diverged(np.array([time_before]), np.array([d.time]),
                              self.dt, unstable, d.qpos[None], d.qvel[None])
         obs, reward, terminated, terms, diverged = _finish_step(
@@ -369,6 +375,10 @@ class MujocoBatchEnv(BatchTaskEnv):
         self._high = self.action_space.high.astype(np.float64)
         self._task_arrays: dict[str, np.ndarray] = {}
         self._seed_rng = np.random.default_rng()
+        # Batch.step computes the stages up to this one after stepping: mjSTAGE_ACC is
+        # mj_forward (bit-identical to a separate Batch.forward on the stepped simulations)
+        self._stage_after_step = (mujoco.mjtStage.mjSTAGE_ACC if self.family.forward_after_step
+                                  else mujoco.mjtStage.mjSTAGE_NONE)
         self._t = 0
         self._done = np.zeros(num_envs, dtype=bool)
 
@@ -425,7 +435,8 @@ class MujocoBatchEnv(BatchTaskEnv):
         ids = np.flatnonzero(~self._done) if self._done.any() else None
         failed = np.zeros(self.num_envs, dtype=bool)
         try:
-            self.batch.step(ids=ids, nstep=self.family.frame_skip)
+            self.batch.step(ids=ids, nstep=self.family.frame_skip,
+                            stage=self._stage_after_step)
         except mujoco.batch.SimulationError as err:  # MuJoCo errors in some simulations
             failed[err.ids] = True
         diverged = failed | _diverged(time_before, self._time, self.dt, unstable, self._qpos,
