@@ -55,15 +55,19 @@ OBS_TORSO_COM = slice(17, 20)
 class _PlanarSubtreeCOM:
     """Centre of mass of a body's subtree and its velocity, from ``qpos`` and ``qvel``.
 
-    For planar models moving in the x-z plane: the root body may have slide joints
-    (applied first) and a hinge about y; every body's joints are slides or y-hinges
-    at the body origin and no body frame is rotated. These are checked against the
-    compiled model, so a model outside this class fails at construction.
+    For planar models moving in the x-z plane: every body's joints are slides in the x-z
+    plane (before any hinge of that body) or hinges about y at the body origin, and no
+    body frame is rotated. These are checked against the compiled model, so a model
+    outside this class fails at construction.
 
-    Body ``b``'s origin is ``o_b = o_p + R(theta_p) pos_b`` (``p`` its parent,
-    ``theta`` the summed hinge angles), its COM ``c_b = o_b + R(theta_b) ipos_b``;
-    velocities follow with ``omega * y x r = omega * (r_z, 0, -r_x)``. The subtree COM
-    is ``sum m_b c_b / sum m_b`` and its velocity ``sum m_b c_b' / sum m_b``.
+    Body ``b``'s origin is ``o_b = o_p + R(theta_p) (pos_b + sum_slides u q)`` (``p`` its
+    parent, ``theta`` the summed hinge angles from the root), its COM
+    ``c_b = o_b + R(theta_b) ipos_b``. Unrolled, the mass-weighted subtree COM is
+    ``sum_j R(theta_j) v_j`` plus the slides' terms, with constant vectors ``v_j`` per
+    body, so one step of all simulations costs two small matrix products of
+    ``cos theta`` and ``sin theta`` (a loop over bodies cost 4.5 ms per call at 800
+    simulations, a quarter of the sampler's time on this family). Velocities follow with
+    ``d/dt R(theta) v = omega * (y x R(theta) v) = omega * (r_z, 0, -r_x)``.
     """
 
     def __init__(self, model: mujoco.MjModel, body: str) -> None:
@@ -72,69 +76,68 @@ class _PlanarSubtreeCOM:
             raise ValueError(f"model has no body {body!r}")
         if not np.allclose(model.body_quat[1:], [1, 0, 0, 0]):
             raise ValueError("planar COM kinematics need unrotated body frames")
-        self.parent = model.body_parentid.copy()
-        self.pos = model.body_pos.copy()
-        self.ipos = model.body_ipos.copy()
-        self.joints: list[list[tuple[str, int, int, np.ndarray]]] = [[] for _ in
-                                                                     range(model.nbody)]
+        nbody, parent = model.nbody, model.body_parentid
+        path = np.zeros((nbody, nbody), dtype=bool)  # path[a, b]: a is b or an ancestor of b
+        for b in range(nbody):
+            a = b
+            while True:
+                path[a, b] = True
+                if a == 0:
+                    break
+                a = parent[a]
+        in_subtree = path[root]
+        mass = np.where(in_subtree, model.body_mass, 0.0)
+        weights = mass / mass.sum()
+        carried = path.astype(float) @ weights  # carried[a]: subtree weight that body a moves
+        hinge_q, hinge_d, hinge_body = [], [], []
+        slides: list[tuple[int, int, int, np.ndarray]] = []
         for j in range(model.njnt):
-            b, kind = model.jnt_bodyid[j], model.jnt_type[j]
-            axis = model.jnt_axis[j]
+            b, kind, axis = model.jnt_bodyid[j], model.jnt_type[j], model.jnt_axis[j]
             if kind == mujoco.mjtJoint.mjJNT_HINGE:
                 if not (np.allclose(axis, [0, 1, 0]) and np.allclose(model.jnt_pos[j], 0)):
                     raise ValueError("planar COM kinematics need y hinges at body origins")
-                self.joints[b].append(("hinge", model.jnt_qposadr[j], model.jnt_dofadr[j], axis))
+                hinge_q.append(model.jnt_qposadr[j])
+                hinge_d.append(model.jnt_dofadr[j])
+                hinge_body.append(b)
             elif kind == mujoco.mjtJoint.mjJNT_SLIDE:
-                if any(k == "hinge" for k, *_ in self.joints[b]) or abs(axis[1]) > 0:
+                if b in hinge_body or abs(axis[1]) > 0:
                     raise ValueError("planar COM kinematics need x-z slides before hinges")
-                self.joints[b].append(("slide", model.jnt_qposadr[j], model.jnt_dofadr[j], axis))
+                # rotated by the parent's angle, moving every subtree body below b
+                slides.append((model.jnt_qposadr[j], model.jnt_dofadr[j], parent[b],
+                               axis * carried[b]))
             else:
                 raise ValueError("planar COM kinematics support slide and hinge joints only")
-        in_subtree = np.zeros(model.nbody, dtype=bool)
-        for b in range(model.nbody):
-            a = b
-            while a > 0 and a != root:
-                a = self.parent[a]
-            in_subtree[b] = a == root
-        self.subtree = np.flatnonzero(in_subtree)
-        mass = model.body_mass[self.subtree]
-        self.weights = mass / mass.sum()
-
-    @staticmethod
-    def _rotate(theta: np.ndarray, r: np.ndarray) -> np.ndarray:
-        c, s = np.cos(theta)[:, None], np.sin(theta)[:, None]
-        return np.stack([c[:, 0] * r[0] + s[:, 0] * r[2],
-                         np.full(theta.shape, r[1]),
-                         -s[:, 0] * r[0] + c[:, 0] * r[2]], axis=1)
-
-    @staticmethod
-    def _cross_y(omega: np.ndarray, r: np.ndarray) -> np.ndarray:
-        return omega[:, None] * np.stack([r[:, 2], np.zeros_like(r[:, 0]), -r[:, 0]], axis=1)
+        # theta_j = sum of the hinge angles of j and its ancestors: qpos[:, hinge_q] @ cumulate
+        self.hinge_q, self.hinge_d = np.array(hinge_q, int), np.array(hinge_d, int)
+        self.cumulate = path[hinge_body].astype(float)  # [hinges, bodies]
+        # v_j: pos_a of every body a whose parent is j, weighted by what a carries, plus
+        # j's own COM offset; R(theta_j) rotates both
+        v = weights[:, None] * model.body_ipos
+        for a in range(1, nbody):
+            v[parent[a]] += carried[a] * model.body_pos[a]
+        self.v = v
+        self.slides = slides
 
     def __call__(self, qpos: np.ndarray, qvel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``[N, 3]`` subtree COM positions and ``[N, 3]`` COM velocities (world frame)."""
-        n, nbody = qpos.shape[0], len(self.parent)
-        theta, omega = np.zeros((nbody, n)), np.zeros((nbody, n))
-        origin, vorigin = np.zeros((nbody, n, 3)), np.zeros((nbody, n, 3))
-        com, vcom = np.zeros((nbody, n, 3)), np.zeros((nbody, n, 3))
-        for b in range(1, nbody):
-            p = self.parent[b]
-            offset = self._rotate(theta[p], self.pos[b])
-            origin[b] = origin[p] + offset
-            vorigin[b] = vorigin[p] + self._cross_y(omega[p], offset)
-            theta[b], omega[b] = theta[p], omega[p]
-            for kind, qadr, dadr, axis in self.joints[b]:
-                if kind == "slide":  # no hinge of this body before it: parent's orientation
-                    origin[b] += self._rotate(theta[p], axis) * qpos[:, qadr, None]
-                    vorigin[b] += self._rotate(theta[p], axis) * qvel[:, dadr, None]
-                else:
-                    theta[b] = theta[b] + qpos[:, qadr]
-                    omega[b] = omega[b] + qvel[:, dadr]
-            arm = self._rotate(theta[b], self.ipos[b])
-            com[b] = origin[b] + arm
-            vcom[b] = vorigin[b] + self._cross_y(omega[b], arm)
-        w = self.weights[:, None, None]
-        return (w * com[self.subtree]).sum(axis=0), (w * vcom[self.subtree]).sum(axis=0)
+        theta = qpos[:, self.hinge_q] @ self.cumulate  # [N, bodies]
+        omega = qvel[:, self.hinge_d] @ self.cumulate
+        c, s = np.cos(theta), np.sin(theta)
+        v = self.v
+        r_x, r_z = c @ v[:, 0] + s @ v[:, 2], -s @ v[:, 0] + c @ v[:, 2]
+        oc, os_ = omega * c, omega * s
+        com = np.stack([r_x, np.full_like(r_x, v[:, 1].sum()), r_z], axis=1)
+        vel = np.stack([-os_ @ v[:, 0] + oc @ v[:, 2], np.zeros_like(r_x),
+                        -oc @ v[:, 0] - os_ @ v[:, 2]], axis=1)
+        for qadr, dadr, j, coeff in self.slides:
+            cj, sj, wj = c[:, j], s[:, j], omega[:, j]
+            rx, rz = cj * coeff[0] + sj * coeff[2], -sj * coeff[0] + cj * coeff[2]
+            q, dq = qpos[:, qadr], qvel[:, dadr]
+            com[:, 0] += rx * q
+            com[:, 2] += rz * q
+            vel[:, 0] += rx * dq + wj * rz * q
+            vel[:, 2] += rz * dq - wj * rx * q
+        return com, vel
 
 
 class _MAMLHalfCheetah(MujocoTaskFamily):

@@ -71,6 +71,26 @@ def test_observation_layout(family_id):
         obs, *_ = env.step(np.full(6, 0.5 * (-1) ** step))
 
 
+def test_planar_subtree_com_matches_mujoco_at_random_states():
+    """The vectorised torso-subtree COM and its velocity equal MuJoCo's subtree_com and
+    subtree_linvel (mj_forward + mj_subtreeVel), for 64 states at once, angles and
+    velocities far outside what an episode reaches."""
+    from metarl.envs.maml_locomotion import _PlanarSubtreeCOM
+
+    m = mujoco.MjModel.from_xml_path(str(ASSETS / "rllab_half_cheetah.xml"))
+    rng = np.random.default_rng(7)
+    qpos = rng.uniform(-4.0, 4.0, size=(64, m.nq))
+    qvel = rng.uniform(-20.0, 20.0, size=(64, m.nv))
+    com, vel = _PlanarSubtreeCOM(m, "torso")(qpos, qvel)
+    d = mujoco.MjData(m)
+    for i in range(64):
+        d.qpos[:], d.qvel[:] = qpos[i], qvel[i]
+        mujoco.mj_forward(m, d)
+        mujoco.mj_subtreeVel(m, d)
+        np.testing.assert_allclose(com[i], d.subtree_com[_torso(m)], atol=1e-12, rtol=0)
+        np.testing.assert_allclose(vel[i], d.subtree_linvel[_torso(m)], atol=1e-11, rtol=0)
+
+
 @pytest.mark.parametrize("family_id", FAMILIES)
 def test_one_env_step_is_one_physics_step(family_id):
     assert_env_step_is_physics_steps(family_id, 6, 1, 0.01)
