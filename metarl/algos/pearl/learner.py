@@ -220,11 +220,14 @@ class PEARL(Collection, Rollback, MetaLearner):
             "meta_train/return/adapt_0": mean(collected.prior_returns),
             "time/sample_s": t1 - t0, "time/update_s": update_s,
         }
-        if collected.prior_success:  # families that report success (Meta-World)
+        # every iteration rolls out prior-z episodes: they tell whether the family reports
+        # success, so the keys are the same every iteration
+        reports_success = bool(collected.prior_success)
+        if reports_success:  # families that report success (Meta-World)
             stats["meta_train/success/adapt_0"] = mean(collected.prior_success)
         if cfg.num_steps_posterior + cfg.num_extra_rl_steps_posterior > 0:
             stats["meta_train/return/posterior"] = mean(collected.posterior_returns)
-            if collected.posterior_success:
+            if reports_success:
                 stats["meta_train/success/posterior"] = mean(collected.posterior_success)
         return IterationStats(steps, stats, self.skip_reason)
 
