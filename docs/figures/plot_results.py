@@ -100,6 +100,20 @@ NAVIGATION_MAML_FAMILY_8M: Table = {
 }
 
 
+# docs/results.md, "Four algorithms on half-cheetah velocity": MAMLHalfCheetahVel-v0, each
+# algorithm's shipped config (PEARL: CPU config on the MAML MDP), then `metarl eval RUN_DIR
+# --tasks 40 --steps 3` on the same 40 held-out velocities (docs/runs/half_cheetah_vel_comparison/
+# */adaptation.csv). k: gradient steps (MAML-TRPO, ProMP), context trajectories (PEARL),
+# episodes of the trial (RL²).
+HALF_CHEETAH_VEL_ALGORITHMS: Table = {
+    "MAML-TRPO, 25 it. (8.0M)": [(-157.04, 11.25), (-127.58, 7.59), (-124.03, 7.32),
+                                 (-120.70, 6.40)],
+    "ProMP, 25 it. (8.0M)": [(-144.24, 10.33), (-111.72, 6.99), (-106.61, 5.98), (-105.05, 6.31)],
+    "RL², 1000 it. (8.0M)": [(-69.43, 4.59), (-79.16, 5.53), (-80.58, 5.77), (-79.78, 6.10)],
+    "PEARL, 200 it. (0.42M)": [(-130.80, 9.82), (-91.31, 4.83), (-89.14, 4.64), (-89.69, 4.62)],
+}
+
+
 def against_env_steps(curve: dict[int, tuple[float, ...]], label: str, n_tasks: int
                       ) -> list[AdaptationPoint]:
     """One line per k, with training env steps (thousands) on the x axis."""
@@ -121,6 +135,10 @@ def main() -> None:
                     "k (PEARL: context trajectories; MAML: gradient steps)")
     plot_adaptation(OUT / "navigation_algorithms.png", points(NAVIGATION_ALGORITHMS, 40),
                     "Navigation2D-v0, 40 held-out tasks",
+                    "k (gradient steps / context trajectories / episodes)")
+    plot_adaptation(OUT / "half_cheetah_vel_algorithms.png",
+                    points(HALF_CHEETAH_VEL_ALGORITHMS, 40),
+                    "MAMLHalfCheetahVel-v0, 40 held-out tasks",
                     "k (gradient steps / context trajectories / episodes)")
     plot_adaptation(OUT / "navigation_maml_family_8m.png", points(NAVIGATION_MAML_FAMILY_8M, 40),
                     "Navigation2D-v0, ~8M env steps", "number of gradient steps")
