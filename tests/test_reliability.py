@@ -60,6 +60,50 @@ def test_signal_writes_checkpoint_at_a_safe_point_then_resume_continues(tmp_path
     assert resumed.returncode == 0, resumed.stderr
 
 
+# ProMP, RL² and PEARL go through the same training loop: a signal checkpoints them too
+_OTHER_LEARNERS = {
+    "promp": ["--set", "algo.meta_batch_size=2", "--set", "sampler.episodes_per_task=2",
+              "--set", "env.horizon=10"],
+    "rl2": ["--set", "algo.meta_batch_size=2", "--set", "algo.episodes_per_trial=2",
+            "--set", "env.horizon=10"],
+    "pearl": ["--set", "algo.num_train_tasks=4", "--set", "algo.num_test_tasks=2",
+              "--set", "algo.num_tasks_sample=2", "--set", "algo.num_initial_steps=20",
+              "--set", "algo.num_steps_prior=10", "--set", "algo.num_extra_rl_steps_posterior=10",
+              "--set", "algo.meta_batch_size=2", "--set", "algo.batch_size=8",
+              "--set", "algo.embedding_batch_size=8", "--set", "algo.num_train_steps_per_itr=2",
+              "--set", "algo.eval_every=1000", "--set", "algo.hidden_sizes=[8,8]",
+              "--set", "algo.encoder_hidden_sizes=[8]"],
+}
+
+
+@pytest.mark.parametrize("algo", sorted(_OTHER_LEARNERS))
+def test_signal_checkpoints_every_learner_and_resume_continues(tmp_path, algo):
+    run = tmp_path / "run"
+    config = ROOT / "configs" / algo / "navigation_2d.yaml"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metarl", "train", str(config), *_OTHER_LEARNERS[algo],
+         "--device", "cpu", "--set", "train.iterations=100000",
+         "--set", "train.checkpoint_every=100000", "--set", "logging.tensorboard=false",
+         "--run-dir", str(run)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_iteration(proc, 2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert "stopped by SIGINT after iteration" in err and f"--resume {run}" in err
+    (ckpt,) = list_checkpoints(run / "checkpoints")
+    done = load_checkpoint(ckpt)["iteration"]
+    with open(run / "progress.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == done
+    resumed = subprocess.run(
+        [sys.executable, "-m", "metarl", "train", "--resume", str(run),
+         "--set", f"train.iterations={done + 1}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    with open(run / "progress.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == done + 1
+
+
 def _wait_for_line(proc, text):
     for line in proc.stdout:
         if text in line:
