@@ -60,7 +60,8 @@ def test_signal_writes_checkpoint_at_a_safe_point_then_resume_continues(tmp_path
     assert resumed.returncode == 0, resumed.stderr
 
 
-# ProMP, RL² and PEARL go through the same training loop: a signal checkpoints them too
+# ProMP, RL² and PEARL go through the same training loop as MAML-TRPO: a signal checkpoints
+# them too, and every progress.csv column is also a TensorBoard scalar against env steps
 _OTHER_LEARNERS = {
     "promp": ["--set", "algo.meta_batch_size=2", "--set", "sampler.episodes_per_task=2",
               "--set", "env.horizon=10"],
@@ -77,14 +78,14 @@ _OTHER_LEARNERS = {
 
 
 @pytest.mark.parametrize("algo", sorted(_OTHER_LEARNERS))
-def test_signal_checkpoints_every_learner_and_resume_continues(tmp_path, algo):
+def test_signal_checkpoints_every_learner_resume_continues_and_tensorboard_has_every_column(
+        tmp_path, algo):
     run = tmp_path / "run"
     config = ROOT / "configs" / algo / "navigation_2d.yaml"
     proc = subprocess.Popen(
         [sys.executable, "-m", "metarl", "train", str(config), *_OTHER_LEARNERS[algo],
          "--device", "cpu", "--set", "train.iterations=100000",
-         "--set", "train.checkpoint_every=100000", "--set", "logging.tensorboard=false",
-         "--run-dir", str(run)],
+         "--set", "train.checkpoint_every=100000", "--run-dir", str(run)],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_iteration(proc, 2)
     proc.send_signal(signal.SIGINT)
@@ -101,7 +102,20 @@ def test_signal_checkpoints_every_learner_and_resume_continues(tmp_path, algo):
         cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     with open(run / "progress.csv") as handle:
-        assert len(list(csv.DictReader(handle))) == done + 1
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == done + 1
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    columns = set(rows[0]) - {"iteration", "env_steps", "wall_s"}
+    assert any(c.startswith("meta_train/return/") for c in columns)
+    steps: dict[str, list[int]] = {}
+    for events in sorted(run.glob("events.out.tfevents.*")):  # one file per process
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            steps.setdefault(tag, []).extend(e.step for e in acc.Scalars(tag))
+    assert columns <= set(steps), columns - set(steps)
+    assert sorted(steps["meta_train/return/adapt_0"]) == [int(r["env_steps"]) for r in rows]
 
 
 def _wait_for_line(proc, text):
