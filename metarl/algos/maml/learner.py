@@ -233,7 +233,7 @@ class MAMLTRPO(MetaLearner):
             fvp = fisher_vector_product(self._fisher_method(), self.policy, train, valid,
                                         self.inner_step_size,
                                         _detached(old_params), cfg.cg_damping,
-                                        cfg.fisher_subsample)
+                                        cfg.fisher_subsample, cfg.compile)
             direction, residual = conjugate_gradient(fvp, flat_grad, cfg.cg_iters)
             try:
                 full_step = trust_region_step(direction, fvp, cfg.max_kl)
