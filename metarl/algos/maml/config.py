@@ -49,9 +49,9 @@ class TRPOConfig(PolicyGradientConfig):
                                       "all).", gt=0, le=1)
     compile: bool = setting(False, "Compile the Fisher-vector products with torch.compile "
                             "(needs a C++ compiler on CPU; the first meta-step compiles for "
-                            "about 10 s, later ones run about 1.4x faster; same values to "
-                            "float rounding). Falls back to eager with a warning if "
-                            "compiling fails.")
+                            "10-25 s, later meta-steps ran up to 1.2x faster, most on one "
+                            "thread; same values to float rounding). Falls back to eager "
+                            "with a warning if compiling fails.")
     cg_iters: int = setting(10, "Conjugate-gradient iterations.", ge=1, le=10**4)
     cg_damping: float = setting(1e-5, "Damping added to the Fisher-vector product.", ge=0,
                                 le=1e6)

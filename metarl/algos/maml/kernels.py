@@ -21,7 +21,10 @@ gradient are zero). Three ways to compute it (``algo.fisher``):
     loss (graph built once) around one Jacobian-vector and one vector-Jacobian
     product on the post-adaptation batch: no third-order graph, nothing recomputed.
     Same result as ``exact`` (tested); on the navigation paper config 13.2 GFLOP
-    per product against 16.5 for the earlier ``torch.func`` jvp/vjp form.
+    per product against 16.5 for the earlier ``torch.func`` jvp/vjp form. For the
+    Gaussian MLP policy the four products are written out by hand
+    (:mod:`.mlp_curvature`), which also lets ``algo.compile`` fuse them; other
+    policies use autograd.
 ``first_order``
     Ignores the inner step's Jacobian (``J = d(mean, std)/d theta'``), i.e. the
     average of the per-task policy Fisher at the adapted parameters. An approximation,
