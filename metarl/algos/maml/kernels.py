@@ -151,6 +151,18 @@ def _exact_product(policy: GaussianMLPPolicy, train: InnerData, obs: torch.Tenso
     return hessian_vector_product(grad_kl, theta, damping)
 
 
+def _starting_point(policy: GaussianMLPPolicy, train: InnerData | None, adapted: Params,
+                    num_tasks: int) -> tuple[list[str], list[torch.Tensor], list[torch.Tensor]]:
+    """Parameter names, the detached ``theta``, and the stacked parameters the products
+    linearise first: ``theta`` per task before the inner steps, or ``adapted`` for
+    ``first_order`` (``train=None``)."""
+    names = list(policy.params())
+    theta = [p.detach() for p in policy.params().values()]
+    if train is None:
+        return names, theta, [adapted[k].detach() for k in names]
+    return names, theta, [t.unsqueeze(0).expand(num_tasks, *t.shape) for t in theta]
+
+
 def _gauss_newton_product(policy: GaussianMLPPolicy, train: InnerData | None,
                           obs: torch.Tensor, weights: torch.Tensor, step_size: float,
                           adapted: Params, damping: float
@@ -166,13 +178,8 @@ def _gauss_newton_product(policy: GaussianMLPPolicy, train: InnerData | None,
     more Hessian-vector products: nothing is recomputed per product. ``train=None``
     (``first_order``) takes ``A = I`` at the given ``adapted`` parameters.
     """
-    names = list(policy.params())
-    theta = [p.detach() for p in policy.params().values()]
+    names, theta, current = _starting_point(policy, train, adapted, obs.shape[0])
     num_tasks = obs.shape[0]
-    if train is None:
-        current = [adapted[k].detach() for k in names]
-    else:
-        current = [t.unsqueeze(0).expand(num_tasks, *t.shape) for t in theta]
     steps: list[tuple[list[torch.Tensor], tuple[torch.Tensor, ...]]] = []
     with torch.enable_grad():
         for batch, adv in train or ():
@@ -223,13 +230,8 @@ def _gauss_newton_product_mlp(policy: GaussianMLPPolicy, train: InnerData | None
     """:func:`_gauss_newton_product` with the products written out for the MLP
     (:mod:`.mlp_curvature`) instead of differentiated by autograd: same quantity,
     less elementwise work per product."""
-    names = list(policy.params())
-    theta = [p.detach() for p in policy.params().values()]
+    names, theta, current = _starting_point(policy, train, adapted, obs.shape[0])
     num_tasks = obs.shape[0]
-    if train is None:
-        current = [adapted[k].detach() for k in names]
-    else:
-        current = [t.unsqueeze(0).expand(num_tasks, *t.shape) for t in theta]
     steps = []
     for batch, adv in train or ():
         curvature = mlp_curvature.InnerLossCurvature(policy, current, batch, adv)

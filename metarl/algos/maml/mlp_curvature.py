@@ -83,9 +83,9 @@ class Linearization:
 
     def vjp(self, d_mean: torch.Tensor, d_log_std: torch.Tensor) -> Vectors:
         """Parameter gradient of ``sum(d_mean * mean) + sum(d_log_std * log_std)``."""
-        return self._backward(d_mean, d_log_std)
+        return self.backward(d_mean, d_log_std)
 
-    def _backward(self, delta: torch.Tensor, d_log_std: torch.Tensor,
+    def backward(self, delta: torch.Tensor, d_log_std: torch.Tensor,
                   tangent: tuple[Vectors, Vectors, Vectors, Vectors] | None = None) -> Vectors:
         """Back-propagation of ``delta``, the cotangent of the output.
 
@@ -96,10 +96,11 @@ class Linearization:
         """
         out: Vectors = [None] * (2 * self.num_layers + 1)  # type: ignore[list-item]
         out[-1] = self.log_std_slope * d_log_std
+        if tangent is not None:
+            v, d_inputs, deltas, input_grads = tangent
         for i in reversed(range(self.num_layers)):
             grad_w = torch.bmm(self.inputs[i].transpose(1, 2), delta)
             if tangent is not None and i > 0:
-                v, d_inputs, deltas, input_grads = tangent
                 grad_w = torch.baddbmm(grad_w, d_inputs[i].transpose(1, 2), deltas[i])
             out[2 * i], out[2 * i + 1] = grad_w, delta.sum(1)
             if i == 0:
@@ -158,7 +159,7 @@ class InnerLossCurvature:
         d_s = d_s.unsqueeze(1)
         d_delta = self.c_inv_var * d_mean + self.cross * d_s
         d_log_std = (self.cross * d_mean).sum(1) + self.ss * d_s.squeeze(1)
-        return self.net._backward(d_delta, d_log_std, (v, d_inputs, self.deltas, self.grads))
+        return self.net.backward(d_delta, d_log_std, (v, d_inputs, self.deltas, self.grads))
 
 
 _compile_failed: str | None = None  # why torch.compile failed in this process, once it has
