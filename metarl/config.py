@@ -234,12 +234,25 @@ def _check_consistency(cfg: Config) -> None:
         validate("algo.")
 
 
+# The ``algo`` keys every saved config held before ``algo`` was scoped to its algorithm
+# (2182b83). Frozen here: keys added to an algorithm since (``compile``, ``task_set``) were
+# never in those dumps, so today's key sets cannot recognise them.
+_UNION_BEFORE_SCOPING = frozenset((
+    "name meta_batch_size inner_steps inner_step_size first_order gamma gae_lambda "
+    "normalize_advantages baseline_reg max_kl fisher fisher_subsample cg_iters cg_damping "
+    "ls_max_steps ls_backtrack_ratio eval_step_sizes latent_size encoder_hidden_sizes "
+    "use_next_obs_in_context lr tau reward_scale kl_lambda policy_mean_reg policy_std_reg "
+    "batch_size embedding_batch_size num_train_tasks num_test_tasks num_tasks_sample "
+    "num_initial_steps num_steps_prior num_steps_posterior num_extra_rl_steps_posterior "
+    "num_train_steps_per_itr replay_buffer_size meta_test_trajectories eval_every").split())
+
+
 def migrate_saved_config(data: Any) -> tuple[Any, list[str]]:
     """A run directory's saved config made loadable by this metarl, and what was changed.
 
     Runs written before ``algo`` was scoped to its algorithm saved one union of every
     algorithm's keys (and PEARL runs the Gaussian policy's): recognised by an ``algo``
-    section holding every key of both MAML-TRPO and PEARL, as only those dumps do. Keys
+    section holding every key that union had, as only those dumps do. Keys
     the run's algorithm does not have are dropped: PEARL and MAML-TRPO never read them;
     TRPO read ``fisher`` and ``first_order``, which without an inner step all give the
     policy's own Fisher (the values it now always uses, up to rounding). PEARL's
@@ -248,9 +261,7 @@ def migrate_saved_config(data: Any) -> tuple[Any, list[str]]:
     """
     if not isinstance(data, dict) or not isinstance(data.get("algo"), dict):
         return data, []
-    union = (set(get_algorithm("maml_trpo").keys()) | set(get_algorithm("pearl").keys())) \
-        - {"hidden_sizes"}  # PEARL's widths were policy.hidden_sizes then
-    if not union <= set(data["algo"]):
+    if not _UNION_BEFORE_SCOPING <= set(data["algo"]):
         return data, []
     data = copy.deepcopy(data)
     algo = data["algo"]

@@ -148,6 +148,7 @@ def _old_format(config):
     old = yaml.safe_load(yaml.safe_dump(config))
     old["policy"] = {"hidden_sizes": old["algo"].pop("hidden_sizes"), "activation": "relu",
                      "init_std": 1.0, "min_std": 1e-6}
+    old["algo"].pop("task_set")  # added to PEARL after the scoping: never in those dumps
     old["algo"].update(_OLD_MAML_KEYS)
     old["sampler"]["episodes_per_task"] = 20
     return old
