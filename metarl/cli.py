@@ -94,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     bs.add_argument("--workers", type=int, default=2, help="Ray workers with --backend ray "
                                                            "(default 2)")
     bs.add_argument("--seed", type=int, default=0)
+    bs.add_argument("--device", choices=DEVICES, default="cpu",
+                    help="where the policy lives (default cpu); on a GPU also times rollout "
+                         "inference on a CPU copy of its parameters (sampler.inference: cpu)")
     bs.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     bm = bench_sub.add_parser("maml", help="seconds per MAML-TRPO or ProMP meta-iteration: "
                                            "sample_s, adapt_s, update_s, total_s")
@@ -273,12 +276,13 @@ def _bench_one_family(args: argparse.Namespace, family: str) -> dict[str, float]
     from .bench import bench_sampler
     from .config import ConfigError
     from .envs import TaskFamilyError, UnknownTaskFamilyError
+    from .experiment import resolve_device
     from .samplers.ray_sampler import RayBackendError
 
     try:
         result = bench_sampler(family, args.tasks, args.episodes, args.horizon, args.threads,
                                args.gym_episodes, args.repeats, args.seed, backend=args.backend,
-                               workers=args.workers)
+                               workers=args.workers, device=str(resolve_device(args.device)))
     except (TaskFamilyError, UnknownTaskFamilyError) as err:
         raise ConfigError(f"--family: {err}") from None
     except (ValueError, RayBackendError) as err:
@@ -289,6 +293,10 @@ def _bench_one_family(args: argparse.Namespace, family: str) -> dict[str, float]
     print(f"{'gymnasium SyncVectorEnv':<34} {figures['gym_sync_steps_per_s']:>10,.0f} env-steps/s")
     print(f"{'ratio_to_raw':<34} {figures['ratio_to_raw']:>10.3f}")
     print(f"{'speedup_vs_gym_sync':<34} {figures['speedup_vs_gym_sync']:>10.2f}x")
+    if "cpu_inference_steps_per_s" in figures:
+        print(f"{'metarl, inference on a CPU copy':<34} "
+              f"{figures['cpu_inference_steps_per_s']:>10,.0f} env-steps/s")
+        print(f"{'cpu_inference_to_device':<34} {figures['cpu_inference_to_device']:>10.3f}")
     if "ray_steps_per_s" in figures:
         print(f"{'Ray, ' + str(figures['ray_workers']) + ' workers':<34} "
               f"{figures['ray_steps_per_s']:>10,.0f} env-steps/s")

@@ -80,6 +80,12 @@ class SamplerConfig:
     ray_address: str | None = setting(None, "Existing Ray cluster to join (host:port, "
                                      "ray://host:port or auto); null starts a local Ray bound "
                                      "to loopback (backend ray).")
+    inference: str = setting("device", "Where rollouts evaluate the policy: device (train.device; "
+                             "on a GPU, two host-device copies per env step) or cpu (a CPU copy "
+                             "of the parameters made once per sampling call, the episodes moved "
+                             "to the device once). The same on a CPU run; ray always uses its "
+                             "CPU workers. `metarl bench sampler --device cuda` times both.",
+                             choices=("device", "cpu"))
     episodes_per_task: int = setting(20, "Episodes per task per adaptation step in training (maml_trpo, trpo).", ge=1,
                                    le=10**6)
     eval_episodes_per_task: int = setting(40, "Episodes (PEARL: independent simulations; RL²: trials) per task per step in meta-evaluation.", ge=1,

@@ -75,7 +75,8 @@ def make_sampler(cfg: Config, family: TaskFamilySpec, device: torch.device,
         if backend != "ray":
             # MuJoCo's own default (0) is every core of the host, not this process's share
             common["threads"] = cfg.sampler.threads or usable_cpus()
-            return BatchSampler(family, backend=local if backend == "auto" else backend, **common)
+            return BatchSampler(family, backend=local if backend == "auto" else backend,
+                                inference=cfg.sampler.inference, **common)
         from .samplers.ray_sampler import RayBackendError, RaySampler
 
         try:

@@ -43,6 +43,7 @@ def test_defaults_and_typed_overrides(tmp_path):
     (["algo.max_kl=.nan"], r"algo\.max_kl: expected a finite number"),
     (["algo.first_order=maybe"], r"algo\.first_order: expected a boolean"),
     (["train.device=tpu"], r"train\.device: 'tpu' is not allowed; choose one of 'auto', 'cpu', 'cuda'"),
+    (["sampler.inference=gpu"], r"sampler\.inference: 'gpu' is not allowed; choose one of 'device', 'cpu'"),
     (["policy.hidden_sizes=[64, -1]"], r"policy\.hidden_sizes\[1\]: -1 is out of range"),
     (["policy.hidden_sizes=64"], r"policy\.hidden_sizes: expected a list of integers"),
     (["algo"], r"expected section\.key=value"),
@@ -51,6 +52,21 @@ def test_defaults_and_typed_overrides(tmp_path):
 def test_bad_values_name_the_key(overrides, pattern):
     with pytest.raises(ConfigError, match=pattern):
         load_config(None, overrides)
+
+
+def test_sampler_inference_reaches_the_sampler_and_ray_keeps_its_cpu_workers():
+    import torch
+
+    from metarl.experiment import family_of, make_sampler
+
+    for value in ("device", "cpu"):
+        cfg = load_config(ROOT / "configs/maml_trpo/navigation_2d.yaml",
+                          [f"sampler.inference={value}"])
+        sampler = make_sampler(cfg, family_of(cfg), torch.device("cpu"), 0)
+        assert sampler.inference == value and sampler.inference_device.type == "cpu"
+    from metarl.samplers import PartitionedSampler
+
+    assert PartitionedSampler(family_of(cfg), device="cpu").inference == "cpu"
 
 
 def test_unknown_key_in_file_names_the_file(tmp_path):

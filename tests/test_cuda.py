@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -16,8 +17,11 @@ import yaml
 from metarl.algos import MAMLTRPO
 from metarl.algos.maml.kernels import fisher_vector_product
 from metarl.algos.maml.policy_gradient import surrogate_loss
+from metarl.envs import get_task_family
 from metarl.optim import flat
-from metarl.samplers import EpisodeBatch
+from metarl.policies import GaussianMLPPolicy
+from metarl.policies.gaussian_gru import GaussianGRUPolicy
+from metarl.samplers import BatchSampler, EpisodeBatch, RecurrentSampler
 
 from cli_helpers import NAV_CONFIG, ROOT, metarl
 from test_maml_kernels import _per_task_loop_update, _random_vector, _setup
@@ -70,6 +74,46 @@ def test_batched_kernels_on_the_device_match_the_per_task_cpu_reference(fisher):
     else:
         ref = ref_fvp(v)
     _close(product(v.to(DEVICE, torch.float32)), ref)
+
+
+def _batch_fields(batch: EpisodeBatch) -> dict:
+    return {f.name: getattr(batch, f.name) for f in dataclasses.fields(EpisodeBatch)
+            if getattr(batch, f.name) is not None}
+
+
+def test_rollouts_on_a_cpu_copy_are_the_cpu_rollouts_and_come_back_on_the_device():
+    """``sampler.inference: cpu`` evaluates the policy on the CPU: the episodes are a CPU
+    run's bit for bit (shared and per-task parameters, and RL²'s recurrent trials), and
+    land on the device; ``inference: device`` agrees up to the device's rounding."""
+    family = get_task_family("Navigation2D-v0")
+    cpu = BatchSampler(family, horizon=20, device="cpu", seed=3)
+    copy_ = BatchSampler(family, horizon=20, device=DEVICE, seed=3, inference="cpu")
+    here = BatchSampler(family, horizon=20, device=DEVICE, seed=3)
+    assert copy_.inference_device == torch.device("cpu")
+    policy = GaussianMLPPolicy(cpu.obs_dim, cpu.act_dim, (16, 16), "tanh")
+    dev_policy = copy.deepcopy(policy).to(DEVICE)
+    tasks = cpu.sample_tasks(3, np.random.default_rng(0))
+    shared = policy.params()
+    stacked = {k: v.detach().expand(3, *v.shape).clone() + 0.01 * torch.randn(3, *v.shape)
+               for k, v in shared.items()}
+    for params in (shared, stacked):
+        dev_params = {k: v.detach().to(DEVICE) for k, v in params.items()}
+        ref = _batch_fields(cpu.sample(policy, params, tasks, 4))
+        got = _batch_fields(copy_.sample(dev_policy, dev_params, tasks, 4))
+        near = _batch_fields(here.sample(dev_policy, dev_params, tasks, 4))
+        assert got.keys() == ref.keys()
+        for name, value in ref.items():
+            assert got[name].device.type == torch.device(DEVICE).type, name
+            assert torch.equal(got[name].cpu(), value), name
+            if value.is_floating_point():
+                torch.testing.assert_close(near[name].cpu(), value, rtol=1e-4, atol=1e-4)
+    gru = GaussianGRUPolicy(cpu.obs_dim, cpu.act_dim, 8)
+    ref_trials = RecurrentSampler(cpu).sample(gru, tasks, 2, 2)
+    trials = RecurrentSampler(copy_).sample(copy.deepcopy(gru).to(DEVICE), tasks, 2, 2)
+    assert trials.inputs.device.type == torch.device(DEVICE).type
+    assert torch.equal(trials.inputs.cpu(), ref_trials.inputs)
+    for got, ref in zip(trials.episodes, ref_trials.episodes):
+        assert torch.equal(got.actions.cpu(), ref.actions) and got.actions.device == trials.inputs.device
 
 
 def _rows(run):

@@ -8,6 +8,10 @@ Three measurements of the same family, tasks and horizon, in one process:
   ReLU Gaussian policy, rewards, masks and episode storage.
 * ``gym_sync``: the same sampler on the ``gym`` backend, a gymnasium
   ``SyncVectorEnv`` of the family's gymnasium env (fewer episodes: it is slow).
+* ``cpu_inference`` (with a GPU ``device``): the ``metarl`` sampler with its policy
+  on the GPU, once evaluating it there every step (``sampler.inference: device``,
+  the ``metarl`` figure) and once on a CPU copy of its parameters made per call
+  (``sampler.inference: cpu``): where rollout inference is faster for this size.
 * ``ray`` (with ``backend="ray"``): the same tasks split across ``workers`` Ray
   actors (:class:`~metarl.samplers.ray_sampler.RaySampler`, one MuJoCo thread
   each), with its per-call overhead (wall time beyond the slowest actor's own
@@ -19,6 +23,7 @@ a shared machine only ever slows a run down).
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
@@ -42,6 +47,9 @@ class SamplerBenchResult:
     gym_sync_steps_per_s: float
     ratio_to_raw: float
     speedup_vs_gym_sync: float
+    device: str = "cpu"
+    cpu_inference_steps_per_s: float | None = None
+    cpu_inference_to_device: float | None = None
     ray_workers: int | None = None
     ray_steps_per_s: float | None = None
     ray_to_batch: float | None = None
@@ -49,8 +57,8 @@ class SamplerBenchResult:
     ray_params_bytes: int | None = None
     ray_batch_bytes: int | None = None
 
-    def to_dict(self) -> dict[str, float]:
-        """The measured figures (the ray ones only when Ray was measured)."""
+    def to_dict(self) -> dict[str, float | str]:
+        """The measured figures (the ray and cpu-inference ones only when measured)."""
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
@@ -76,9 +84,10 @@ def _sampler_steps_per_s(sampler: BatchSampler, policy: GaussianMLPPolicy, tasks
 def bench_sampler(family_id: str, tasks: int = 40, episodes: int = 20, horizon: int = 200,
                   threads: int = 0, gym_episodes: int = 1, repeats: int = 2, seed: int = 0,
                   env_kwargs: dict[str, Any] | None = None, backend: str = "batch",
-                  workers: int = 2, log: Callable[[str], None] = print) -> SamplerBenchResult:
-    """Measure raw / metarl / gym-sync (and, with ``backend="ray"``, Ray) env-steps per
-    second for ``family_id``.
+                  workers: int = 2, device: str = "cpu", log: Callable[[str], None] = print
+                  ) -> SamplerBenchResult:
+    """Measure raw / metarl / gym-sync (and, with ``backend="ray"``, Ray; with a GPU
+    ``device``, CPU-copy inference) env-steps per second for ``family_id``.
 
     ``tasks * episodes`` simulations run ``horizon`` steps in the raw, metarl and ray
     measurements; the gym-sync one uses ``tasks * gym_episodes`` simulations.
@@ -92,7 +101,8 @@ def bench_sampler(family_id: str, tasks: int = 40, episodes: int = 20, horizon: 
     family = get_task_family(family_id)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    sampler = BatchSampler(family, env_kwargs, horizon, "cpu", seed, backend="batch",
+    dev = torch.device(device)
+    sampler = BatchSampler(family, env_kwargs, horizon, dev, seed, backend="batch",
                            threads=threads)
     gym_sampler = BatchSampler(family, env_kwargs, horizon, "cpu", seed, backend="gym")
     env = sampler.env(tasks * episodes)
@@ -100,15 +110,23 @@ def bench_sampler(family_id: str, tasks: int = 40, episodes: int = 20, horizon: 
         raise TaskFamilyError(f"task family '{family.id}' is not a MuJoCo batched family; "
                               "the raw physics measurement needs mujoco.batch")
     policy = GaussianMLPPolicy(sampler.obs_dim, sampler.act_dim, (100, 100), "relu")
+    dev_policy = copy.deepcopy(policy).to(dev)
     task_list = sampler.sample_tasks(tasks, rng)
     sim_tasks = [t for t in task_list for _ in range(episodes)]
     log(f"{family.id}: {tasks} tasks x {episodes} episodes x {horizon} steps, "
-        f"{env.batch.nthread} physics threads, torch {torch.get_num_threads()} threads")
+        f"{env.batch.nthread} physics threads, torch {torch.get_num_threads()} threads, "
+        f"policy on {dev}")
     runs = {
         "raw": lambda: _raw_steps_per_s(env, sim_tasks, rng),
-        "metarl": lambda: _sampler_steps_per_s(sampler, policy, task_list, episodes),
+        "metarl": lambda: _sampler_steps_per_s(sampler, dev_policy, task_list, episodes),
         "gym_sync": lambda: _sampler_steps_per_s(gym_sampler, policy, task_list, gym_episodes),
     }
+    if dev.type != "cpu":
+        cpu_sampler = BatchSampler(family, env_kwargs, horizon, dev, seed, backend="batch",
+                                   threads=threads, inference="cpu")
+        cpu_sampler._envs = sampler._envs  # the same simulations: only inference differs
+        runs["cpu_inference"] = lambda: _sampler_steps_per_s(cpu_sampler, dev_policy, task_list,
+                                                             episodes)
     ray_sampler = None
     if backend == "ray":
         log(f"  starting {workers} Ray workers")
@@ -126,10 +144,13 @@ def bench_sampler(family_id: str, tasks: int = 40, episodes: int = 20, horizon: 
                 log(f"  repeat {r + 1}/{repeats}  {name:<8} {value:>10,.0f} env-steps/s")
                 if name == "ray":
                     overhead = min(overhead, ray_sampler.last_timing.overhead_s)
-        ray_figures = {}
+        extra = {}
+        if "cpu_inference" in best:
+            extra.update(cpu_inference_steps_per_s=best["cpu_inference"],
+                               cpu_inference_to_device=best["cpu_inference"] / best["metarl"])
         if ray_sampler is not None:
             timing = ray_sampler.last_timing
-            ray_figures = dict(ray_workers=workers, ray_steps_per_s=best["ray"],
+            extra = dict(ray_workers=workers, ray_steps_per_s=best["ray"],
                                ray_to_batch=best["ray"] / best["metarl"], ray_overhead_s=overhead,
                                ray_params_bytes=timing.params_bytes,
                                ray_batch_bytes=timing.batch_bytes)
@@ -142,4 +163,4 @@ def bench_sampler(family_id: str, tasks: int = 40, episodes: int = 20, horizon: 
         raw_steps_per_s=best["raw"], metarl_steps_per_s=best["metarl"],
         gym_sync_steps_per_s=best["gym_sync"],
         ratio_to_raw=best["metarl"] / best["raw"],
-        speedup_vs_gym_sync=best["metarl"] / best["gym_sync"], **ray_figures)
+        speedup_vs_gym_sync=best["metarl"] / best["gym_sync"], device=str(dev), **extra)

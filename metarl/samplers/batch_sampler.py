@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
@@ -14,6 +15,7 @@ from .episode_batch import EpisodeBatch, EpisodeRecorder
 from .gym_vector import GymVectorEnv
 
 BACKENDS = ("batch", "gym")
+INFERENCE = ("device", "cpu")  # where rollouts evaluate the policy (sampler.inference)
 
 
 @contextlib.contextmanager
@@ -128,9 +130,12 @@ class BatchSampler:
     def __init__(self, family: TaskFamilySpec, env_kwargs: dict[str, Any] | None = None,
                  horizon: int | None = None, device: torch.device | str = "cpu",
                  seed: int = 0, backend: str = "batch", threads: int = 0,
-                 task_in_obs: bool = False) -> None:
+                 task_in_obs: bool = False, inference: str = "device") -> None:
         if backend not in BACKENDS:
             raise ValueError(f"sampler backend must be one of {BACKENDS}, got {backend!r}")
+        if inference not in INFERENCE:
+            raise ValueError(f"sampler inference must be one of {INFERENCE}, got {inference!r}")
+        self.inference = inference
         self.family = family
         self.env_kwargs = dict(env_kwargs or {})
         self.horizon = horizon or family.max_episode_steps
@@ -142,6 +147,22 @@ class BatchSampler:
         probe = self.env(1)
         self.obs_dim = int(np.prod(probe.observation_space.shape))
         self.act_dim = int(np.prod(probe.action_space.shape))
+
+    @property
+    def inference_device(self) -> torch.device:
+        """Where rollouts evaluate the policy: the sampler's device, or the CPU when
+        ``inference="cpu"`` (the batch still comes back on the sampler's device)."""
+        return torch.device("cpu") if self.inference == "cpu" else self.device
+
+    def for_inference(self, policy: Any, params: dict[str, torch.Tensor]
+                      ) -> tuple[Any, dict[str, torch.Tensor]]:
+        """``policy`` and ``params`` on :attr:`inference_device`: themselves when they are
+        there already, else detached CPU copies, made once per sampling call (the policy's
+        own weights too, which PEARL's actor reads)."""
+        if self.inference == "device" or all(
+                t.device.type == "cpu" for t in [*params.values(), *policy.parameters()]):
+            return policy, params
+        return (copy.deepcopy(policy).cpu(), {k: v.detach().cpu() for k, v in params.items()})
 
     def reseed(self, seed: int) -> None:
         """Restart this sampler's own action-noise and initial-state streams from ``seed``
@@ -195,7 +216,7 @@ class BatchSampler:
         squashes) and leaves the action-noise stream untouched. ``streams`` replaces the
         sampler's own random streams for this call.
         """
-        with single_torch_thread(self.device):
+        with single_torch_thread(self.inference_device):
             return self._sample(policy, params, tasks, episodes_per_task, deterministic,
                                 streams or self.streams)
 
@@ -204,6 +225,8 @@ class BatchSampler:
                 deterministic: bool, streams: RolloutStreams) -> EpisodeBatch:
         num_tasks, horizon = len(tasks), self.horizon
         n = num_tasks * episodes_per_task
+        policy, params = self.for_inference(policy, params)
+        device = self.inference_device
         env = self.env(n)
         seeds = streams.reset_rng.integers(0, 2**63 - 1, size=n)
         sim_tasks = [task for task in tasks for _ in range(episodes_per_task)]
@@ -214,13 +237,13 @@ class BatchSampler:
         dtype = next(iter(params.values())).dtype
         noise_shape = (num_tasks, episodes_per_task, self.act_dim)
         for t in range(horizon):
-            obs_t = torch.from_numpy(recorder.observe(t, obs)).to(self.device, dtype)
+            obs_t = torch.from_numpy(recorder.observe(t, obs)).to(device, dtype)
             mean, std = policy.mean_std(obs_t.view(num_tasks, episodes_per_task, self.obs_dim),
                                         params)
             if deterministic:
                 noise = torch.zeros_like(mean)
             else:
-                noise = torch.randn(noise_shape, generator=streams.generator).to(self.device, dtype)
+                noise = torch.randn(noise_shape, generator=streams.generator).to(device, dtype)
             actions = (mean + std * noise if actions_from_noise is None
                        else actions_from_noise(mean, std, noise))
             actions = actions.reshape(n, self.act_dim).cpu().numpy()

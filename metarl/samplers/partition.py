@@ -10,7 +10,6 @@ sampler bit for bit, and a slice whose worker died can be redone exactly.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -84,7 +83,9 @@ class PartitionedSampler(BatchSampler):
                  task_in_obs: bool = False, num_partitions: int = 2) -> None:
         if num_partitions < 1:
             raise ValueError(f"num_partitions must be >= 1, got {num_partitions}")
-        super().__init__(family, env_kwargs, horizon, device, seed, backend, threads, task_in_obs)
+        # slices run on CPU workers, whatever the device: inference is on the CPU
+        super().__init__(family, env_kwargs, horizon, device, seed, backend, threads, task_in_obs,
+                         inference="cpu")
         self.num_partitions = num_partitions
 
     def jobs(self, tasks: Sequence[Any], streams: RolloutStreams | None = None
@@ -118,8 +119,8 @@ class PartitionedSampler(BatchSampler):
     def _sample(self, policy: torch.nn.Module, params: dict[str, torch.Tensor],
                 tasks: Sequence[Any], episodes_per_task: int,
                 deterministic: bool, streams: RolloutStreams) -> EpisodeBatch:
-        cpu_policy = policy if self.device.type == "cpu" else copy.deepcopy(policy).cpu()
-        cpu_params = {k: v.detach().cpu() for k, v in params.items()}
+        cpu_policy, cpu_params = self.for_inference(policy, params)
+        cpu_params = {k: v.detach() for k, v in cpu_params.items()}  # they travel to workers
         batches = self.run_jobs(cpu_policy, cpu_params, self.jobs(tasks, streams), episodes_per_task,
                                 deterministic)
         return merge_batches(batches, self.device)  # workers sampled in the params' dtype

@@ -142,7 +142,7 @@ class RecurrentSampler:
                              f"episodes_per_trial >= 1, got {trials_per_task} and "
                              f"{episodes_per_trial}")
         start = time.perf_counter()
-        with single_torch_thread(self.sampler.device):
+        with single_torch_thread(self.sampler.inference_device):
             episodes, inputs = self._sample(policy, tasks, trials_per_task, episodes_per_trial,
                                             deterministic, self.sampler.streams, on_episode)
         return TrialBatch(episodes, inputs, time.perf_counter() - start)
@@ -151,7 +151,8 @@ class RecurrentSampler:
                 episodes_per_trial: int, deterministic: bool, streams: RolloutStreams,
                 on_episode: EpisodeCallback | None) -> tuple[list[EpisodeBatch], torch.Tensor]:
         sampler = self.sampler
-        num_tasks, horizon, device = len(tasks), sampler.horizon, sampler.device
+        num_tasks, horizon, device = len(tasks), sampler.horizon, sampler.inference_device
+        policy, _ = sampler.for_inference(policy, {})
         obs_dim, act_dim = sampler.obs_dim, sampler.act_dim
         n = num_tasks * trials_per_task
         env = sampler.env(n)
@@ -201,11 +202,11 @@ class RecurrentSampler:
                 new_episode = np.where(live, 0.0, new_episode).astype(np.float32)
                 if recorder.done:
                     break
-            batch = recorder.batch(device, dtype)
+            batch = recorder.batch(sampler.device, dtype)
             episodes.append(batch)
             if on_episode is not None:
                 on_episode(k, batch)
         inputs = inputs_buf.reshape(episodes_per_trial, horizon, num_tasks, trials_per_task,
                                     input_dim)
         inputs = torch.from_numpy(np.ascontiguousarray(inputs.transpose(2, 3, 0, 1, 4)))
-        return episodes, inputs.to(device, dtype)
+        return episodes, inputs.to(sampler.device, dtype)
