@@ -14,7 +14,8 @@ Three measurements of the same family, tasks and horizon, in one process:
   (``sampler.inference: cpu``): where rollout inference is faster for this size.
 * ``ray`` (with ``backend="ray"``): the same tasks split across ``workers`` Ray
   actors (:class:`~metarl.samplers.ray_sampler.RaySampler`, one MuJoCo thread
-  each), with its per-call overhead (wall time beyond the slowest actor's own
+  each; ``ray_to_batch`` is against ``metarl``, on whichever device), with its
+  per-call overhead (wall time beyond the slowest actor's own
   rollout) and the bytes that travel per call.
 
 Each is run ``repeats`` times, interleaved, and the fastest run is kept (noise on
@@ -47,7 +48,7 @@ class SamplerBenchResult:
     gym_sync_steps_per_s: float
     ratio_to_raw: float
     speedup_vs_gym_sync: float
-    device: str = "cpu"
+    device: str | None = None  # set when the policy lives on a GPU
     cpu_inference_steps_per_s: float | None = None
     cpu_inference_to_device: float | None = None
     ray_workers: int | None = None
@@ -124,9 +125,11 @@ def bench_sampler(family_id: str, tasks: int = 40, episodes: int = 20, horizon: 
     if dev.type != "cpu":
         cpu_sampler = BatchSampler(family, env_kwargs, horizon, dev, seed, backend="batch",
                                    threads=threads, inference="cpu")
+        cpu_sampler.close()
         cpu_sampler._envs = sampler._envs  # the same simulations: only inference differs
         runs["cpu_inference"] = lambda: _sampler_steps_per_s(cpu_sampler, dev_policy, task_list,
                                                              episodes)
+        runs["metarl"]()  # untimed: the GPU's lazy initialisation is not charged to either
     ray_sampler = None
     if backend == "ray":
         log(f"  starting {workers} Ray workers")
@@ -146,14 +149,13 @@ def bench_sampler(family_id: str, tasks: int = 40, episodes: int = 20, horizon: 
                     overhead = min(overhead, ray_sampler.last_timing.overhead_s)
         extra = {}
         if "cpu_inference" in best:
-            extra.update(cpu_inference_steps_per_s=best["cpu_inference"],
-                               cpu_inference_to_device=best["cpu_inference"] / best["metarl"])
+            extra.update(device=str(dev), cpu_inference_steps_per_s=best["cpu_inference"],
+                         cpu_inference_to_device=best["cpu_inference"] / best["metarl"])
         if ray_sampler is not None:
             timing = ray_sampler.last_timing
-            extra = dict(ray_workers=workers, ray_steps_per_s=best["ray"],
-                               ray_to_batch=best["ray"] / best["metarl"], ray_overhead_s=overhead,
-                               ray_params_bytes=timing.params_bytes,
-                               ray_batch_bytes=timing.batch_bytes)
+            extra.update(ray_workers=workers, ray_steps_per_s=best["ray"],
+                         ray_to_batch=best["ray"] / best["metarl"], ray_overhead_s=overhead,
+                         ray_params_bytes=timing.params_bytes, ray_batch_bytes=timing.batch_bytes)
     finally:
         sampler.close()
         gym_sampler.close()
@@ -163,4 +165,4 @@ def bench_sampler(family_id: str, tasks: int = 40, episodes: int = 20, horizon: 
         raw_steps_per_s=best["raw"], metarl_steps_per_s=best["metarl"],
         gym_sync_steps_per_s=best["gym_sync"],
         ratio_to_raw=best["metarl"] / best["raw"],
-        speedup_vs_gym_sync=best["metarl"] / best["gym_sync"], device=str(dev), **extra)
+        speedup_vs_gym_sync=best["metarl"] / best["gym_sync"], **extra)
