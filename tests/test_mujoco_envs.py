@@ -200,6 +200,20 @@ def test_sampler_masks_diverged_episodes_and_counts_them(tmp_path, monkeypatch):
         _unregister("UnstableCheetah-v0")
 
 
+def test_values_beyond_float32_are_flagged_as_diverged_not_stored_as_inf():
+    from metarl.samplers.episode_batch import EpisodeRecorder
+
+    recorder = EpisodeRecorder(2, 1, 3, obs_dim=2, act_dim=1)
+    recorder.observe(0, np.zeros((3, 2)))
+    obs = np.array([[1.0, 2.0], [1e39, 0.0], [0.0, 0.0]])  # finite in float64 only
+    reward = np.array([1.0, 1.0, -1e300])
+    no = np.zeros(3, dtype=bool)
+    next_obs, live = recorder.record(0, np.zeros((3, 1)), obs, reward, no, no, {})
+    assert live.tolist() == [True, False, False]
+    assert recorder.diverged.tolist() == [False, True, True]
+    assert np.isfinite(next_obs).all() and np.isfinite(recorder.rewards).all()
+
+
 def test_gym_backend_gives_the_same_samples_as_the_batch_backend():
     family = get_task_family("HalfCheetahDir-v0")
     batches = []

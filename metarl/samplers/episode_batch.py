@@ -158,6 +158,9 @@ class EpisodeRecorder:
                ) -> tuple[np.ndarray, np.ndarray]:
         """Record step ``t``'s actions and the env's reply; returns the next observation
         (zero on a diverged simulation) and ``live``, the simulations whose step was real."""
+        with np.errstate(over="ignore"):  # what float32 cannot hold is stored as inf: flag it
+            obs = np.asarray(obs, dtype=np.float32)
+            reward = np.asarray(reward, dtype=np.float32)
         bad = ~(np.isfinite(reward) & np.isfinite(obs).all(axis=1))
         if "diverged" in info:
             bad |= info["diverged"]
