@@ -194,7 +194,7 @@ def evaluate_run(run_dir: Path, num_tasks: int | None = None, steps: int = 3, se
     checkpoint = parse_checkpoint(checkpoint)
     say = progress or (lambda _: None)
     prog = Progress(say)
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(device, "--device")
     # skipped checkpoints are reported even without a progress callback: they are warnings
     run = load_run(run_dir, torch_device, checkpoint=checkpoint, report=progress)
     try:

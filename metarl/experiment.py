@@ -39,12 +39,13 @@ def derive_seed(seed: int, stream: int, *substream: int) -> int:
                >> np.uint64(1))
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
+def resolve_device(name: str, source: str = "train.device") -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error naming
+    ``source``, the key or flag the name came from."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device: 'cuda' requested but torch sees no CUDA device "
+        raise ConfigError(f"{source}: 'cuda' requested but torch sees no CUDA device "
                           "(use 'auto' or 'cpu')")
     return torch.device(name)
 

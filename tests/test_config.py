@@ -5,10 +5,12 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from metarl.algos import get_algorithm
 from metarl.config import ConfigError, describe_fields, load_config
+from metarl.experiment import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "configs").rglob("*.yaml"))
@@ -159,3 +161,11 @@ def test_the_command_line_asks_openmp_threads_to_sleep_when_idle(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          env=env, timeout=60).stdout
     assert "policy ACTIVE" in out
+
+
+@pytest.mark.parametrize("source", ["train.device", "--device"])
+def test_cuda_without_a_gpu_names_where_the_device_came_from(source, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(source)}: 'cuda' requested but torch sees no CUDA"):
+        resolve_device("cuda", source)
+    assert resolve_device("auto", source).type == "cpu"

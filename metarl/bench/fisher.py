@@ -56,7 +56,7 @@ def bench_fisher(config: Path, fraction: float = 0.2, checkpoints: Iterable[Path
     if cfg.algo.name != "maml_trpo":
         raise ValueError(f"metarl bench fisher compares MAML-TRPO's meta-step; {config} sets "
                          f"algo.name {cfg.algo.name!r}")
-    parts = build(cfg, resolve_device(device))
+    parts = build(cfg, resolve_device(device, "--device"))
     algo = parts.algo
     say = progress or (lambda _: None)
     points = [("initial policy", None), *((f"iteration {checkpoint_iteration(Path(c))}", Path(c))

@@ -83,7 +83,7 @@ def bench_maml(config: Path, iterations: int = 3, warmup: int = 1, overrides: It
     if compare and cfg.algo.name != "maml_trpo":
         raise ValueError(f"--compare times MAML-TRPO's meta-step the reference way; {config} "
                          f"sets algo.name {cfg.algo.name!r}")
-    parts = build(cfg, resolve_device(device))
+    parts = build(cfg, resolve_device(device, "--device"))
     algo = parts.algo
     if not (isinstance(algo, MAMLTRPO) and algo.adapts_in_training):
         parts.sampler.close()

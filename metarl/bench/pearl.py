@@ -93,7 +93,7 @@ def bench_pearl(config: Path | None = None, steps: int = 50, warmup: int = 5,
         raise ValueError(f"metarl bench pearl times PEARL; {config} sets algo.name "
                          f"{cfg.algo.name!r}")
     say = progress or (lambda _: None)
-    target = resolve_device(device)
+    target = resolve_device(device, "--device")
     say(f"PEARL gradient steps: {cfg.algo.meta_batch_size} tasks x {cfg.algo.batch_size} "
         f"transitions (+{cfg.algo.embedding_batch_size} context), networks "
         f"{cfg.algo.hidden_sizes}, encoder {cfg.algo.encoder_hidden_sizes}")
