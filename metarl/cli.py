@@ -282,7 +282,8 @@ def _bench_one_family(args: argparse.Namespace, family: str) -> dict[str, float]
     try:
         result = bench_sampler(family, args.tasks, args.episodes, args.horizon, args.threads,
                                args.gym_episodes, args.repeats, args.seed, backend=args.backend,
-                               workers=args.workers, device=str(resolve_device(args.device, "--device")))
+                               workers=args.workers,
+                               device=str(resolve_device(args.device, "--device")))
     except (TaskFamilyError, UnknownTaskFamilyError) as err:
         raise ConfigError(f"--family: {err}") from None
     except (ValueError, RayBackendError) as err:
