@@ -10,6 +10,7 @@ import yaml
 
 from metarl.algos import get_algorithm
 from metarl.config import ConfigError, describe_fields, load_config
+from metarl.evaluation import evaluate_run
 from metarl.experiment import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,3 +170,9 @@ def test_cuda_without_a_gpu_names_where_the_device_came_from(source, monkeypatch
     with pytest.raises(ConfigError, match=rf"^{re.escape(source)}: 'cuda' requested but torch sees no CUDA"):
         resolve_device("cuda", source)
     assert resolve_device("auto", source).type == "cpu"
+
+
+def test_eval_names_its_device_flag_when_cuda_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"^--device: 'cuda' requested"):
+        evaluate_run(tmp_path, device="cuda")
