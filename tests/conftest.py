@@ -3,12 +3,23 @@
 Tests marked ``cuda`` run only with ``METARL_TEST_DEVICE`` set: ``cuda`` on a machine with a
 GPU (``../shared/gpu/check.sh`` does that), or ``cpu`` to run their logic on a CPU machine.
 Without it, as in CI, they are skipped and ``-ra`` says why.
+
+The suite runs on two pytest-xdist workers (``-n 2`` in pyproject's ``addopts``). Each worker
+gives torch one thread, and idle OpenMP threads sleep, so two workers do not spin against each
+other on a 2-core machine; ``pytest -n 0`` runs it in one process.
 """
 
 import os
 
-import pytest
-import torch
+# Read when the OpenMP runtime starts, so before torch is imported (as metarl's CLI does);
+# the `metarl` subprocesses the tests start inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
