@@ -187,7 +187,8 @@ def _eval(args: argparse.Namespace) -> int:
     for p in points:
         print(f"{p.method:<10} {p.step:>4} {p.mean_return:>12.2f} {p.stderr:>8.2f} {p.n_tasks:>7}")
     print(eval_summary(out_dir / "eval_info.yaml"))
-    print(f"wrote {out_dir / 'adaptation.csv'} and {out_dir / 'adaptation.png'}")
+    print(f"wrote {out_dir / 'adaptation.csv'}, {out_dir / 'task_returns.csv'} and "
+          f"{out_dir / 'adaptation.png'}")
     return 0
 
 

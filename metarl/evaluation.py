@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -36,6 +36,7 @@ from .runs import LoadedRun, load_run, parse_checkpoint
 from .samplers import BatchSampler, EpisodeBatch, RolloutStreams
 
 CSV_COLUMNS = ("method", "step", "mean_return", "stderr", "n_tasks")
+TASK_CSV_COLUMNS = ("method", "step", "task", "return")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class AdaptationPoint:
     stderr: float
     n_tasks: int
     success: float | None = None  # mean over tasks of the share of successful episodes
+    # per held-out task, in the order of eval_info.yaml's held_out.task_values
+    task_returns: tuple[float, ...] = field(default=(), compare=False, repr=False)
 
 
 def summarize_returns(method: str, step: int, task_returns: np.ndarray,
@@ -55,7 +58,8 @@ def summarize_returns(method: str, step: int, task_returns: np.ndarray,
     n = len(task_returns)
     stderr = float(task_returns.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
     success = None if task_success is None else float(task_success.mean())
-    return AdaptationPoint(method, step, float(task_returns.mean()), stderr, n, success)
+    return AdaptationPoint(method, step, float(task_returns.mean()), stderr, n, success,
+                           tuple(float(r) for r in task_returns))
 
 
 def write_adaptation_csv(path: Path, points: list[AdaptationPoint]) -> None:
@@ -69,6 +73,35 @@ def write_adaptation_csv(path: Path, points: list[AdaptationPoint]) -> None:
             if with_success:
                 row.append("" if p.success is None else f"{p.success:.6f}")
             writer.writerow(row)
+
+
+def write_task_returns_csv(path: Path, points: list[AdaptationPoint]) -> None:
+    """``TASK_CSV_COLUMNS``: every method's mean return on each held-out task at each step."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(TASK_CSV_COLUMNS)
+        for p in points:
+            for task, value in enumerate(p.task_returns):
+                writer.writerow([p.method, p.step, task, f"{value:.6f}"])
+
+
+def paired_differences(points: list[AdaptationPoint], method: str) -> dict[str, list[dict]]:
+    """``method``'s return minus each other method's, per step, paired over the held-out
+    tasks: ``{other: [{step, mean, stderr}, ...]}``.
+
+    Every method runs on the same tasks with the same action noise, so the spread of task
+    difficulty cancels in the difference; its standard error is the one to judge an
+    ordering by (the per-method standard errors of ``adaptation.csv`` overstate it)."""
+    ours = {p.step: np.asarray(p.task_returns) for p in points if p.method == method}
+    out: dict[str, list[dict]] = {}
+    for p in points:
+        if p.method == method or p.step not in ours or not p.task_returns:
+            continue
+        d = ours[p.step] - np.asarray(p.task_returns)
+        stderr = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")
+        out.setdefault(p.method, []).append(
+            {"step": p.step, "mean": float(d.mean()), "stderr": stderr})
+    return out
 
 
 def plot_adaptation(path: Path, points: list[AdaptationPoint], title: str,
@@ -253,6 +286,7 @@ def _evaluate(run: LoadedRun, num_tasks: int | None, steps: int, seed: int, out_
             run, tasks, steps, seed, baselines, step_grid, num_tuning, action_seed, progress)
         points += more
     out_dir = _write_outputs(run, out_dir, points, label, num_tasks, steps, f"number of {units}")
+    write_task_returns_csv(out_dir / "task_returns.csv", points)
     state = run.state
     (out_dir / "eval_info.yaml").write_text(yaml.safe_dump({
         "checkpoint": str(run.checkpoint), "iteration": state["iteration"],
@@ -265,6 +299,8 @@ def _evaluate(run: LoadedRun, num_tasks: int | None, steps: int, seed: int, out_
                      "latent_seed": latent_seed,
                      "task_values": [task_values(t) for t in tasks]},
         "baseline_tuning": tuning_info,
+        "paired_differences": {"method": label, "minus": paired_differences(points, label)}
+        if baselines else None,
     }, sort_keys=False))
     return out_dir, points
 
@@ -288,6 +324,11 @@ def eval_summary(info_path: Path) -> str:
                      f"tuning tasks, not on the {info['tasks']} reported ones")
         if tuning.get("note"):
             lines.append(f"note: {tuning['note']}")
+    paired = info.get("paired_differences")
+    for other, rows in ((paired or {}).get("minus") or {}).items():
+        steps = ", ".join(f"{r['step']}: {r['mean']:+.2f} ± {r['stderr']:.2f}" for r in rows)
+        lines.append(f"{paired['method']} minus {other}, paired over the {info['tasks']} "
+                     f"tasks (step: mean ± s.e.): {steps}")
     return "\n".join(lines)
 
 

@@ -84,6 +84,29 @@ def test_eval_with_baselines_writes_all_curves(runs):
     assert str(by_algo["trpo"]) in info["baselines"]["pretrained"]["checkpoint"]
     assert str(by_algo["oracle"]) in info["baselines"]["oracle"]["checkpoint"]
     assert (out / "adaptation.png").stat().st_size > 0
+    # Per-task returns: their means are adaptation.csv's, and the paired differences in
+    # eval_info.yaml (and on the console) are MAML's minus each method's, task by task.
+    with open(out / "task_returns.csv") as handle:
+        per_task = {}
+        for r in csv.DictReader(handle):
+            per_task.setdefault((r["method"], int(r["step"])), []).append(
+                (int(r["task"]), float(r["return"])))
+    assert set(per_task) == methods
+    for r in rows:
+        tasks, values = zip(*per_task[(r["method"], int(r["step"]))])
+        assert tasks == (0, 1, 2)
+        assert np.mean(values) == pytest.approx(float(r["mean_return"]), abs=1e-5)
+        assert np.std(values, ddof=1) / np.sqrt(3) == pytest.approx(float(r["stderr"]), abs=1e-5)
+    paired = info["paired_differences"]
+    assert paired["method"] == "maml" and set(paired["minus"]) == {"pretrained", "random", "oracle"}
+    for other, diffs in paired["minus"].items():
+        assert [d["step"] for d in diffs] == [0, 1, 2]
+        for d in diffs:
+            gap = (np.array([v for _, v in per_task[("maml", d["step"])]])
+                   - np.array([v for _, v in per_task[(other, d["step"])]]))
+            assert d["mean"] == pytest.approx(gap.mean(), abs=1e-5)
+            assert d["stderr"] == pytest.approx(gap.std(ddof=1) / np.sqrt(3), abs=1e-5)
+    assert "maml minus pretrained, paired over the 3 tasks (step: mean ± s.e.): 0: " in proc.stdout
     # Same held-out tasks and action noise for every method: the random baseline is
     # reproducible, and MAML's curve does not depend on which baselines were asked for.
     again = metarl("eval", by_algo["maml_trpo"], "--tasks", 3, "--grad-steps", 2,
@@ -92,6 +115,8 @@ def test_eval_with_baselines_writes_all_curves(runs):
     with open(work / "eval2" / "adaptation.csv") as handle:
         maml_only = [r for r in csv.DictReader(handle)]
     assert maml_only == [r for r in rows if r["method"] == "maml"]
+    again_info = yaml.safe_load((work / "eval2" / "eval_info.yaml").read_text())
+    assert again_info["paired_differences"] is None  # no baselines, nothing to pair with
 
 
 def test_eval_baseline_errors_explain(runs, tmp_path):
