@@ -91,7 +91,8 @@ def paired_differences(points: list[AdaptationPoint], method: str) -> dict[str, 
 
     Every method runs on the same tasks with the same action noise, so the spread of task
     difficulty cancels in the difference; its standard error is the one to judge an
-    ordering by (the per-method standard errors of ``adaptation.csv`` overstate it)."""
+    ordering by (combining the per-method standard errors of ``adaptation.csv`` overstates
+    it whenever the methods find the same tasks hard)."""
     ours = {p.step: np.asarray(p.task_returns) for p in points if p.method == method}
     out: dict[str, list[dict]] = {}
     for p in points:
