@@ -51,14 +51,19 @@ class AdaptationPoint:
     task_returns: tuple[float, ...] = field(default=(), compare=False, repr=False)
 
 
+def _stderr(values: np.ndarray) -> float:
+    """Standard error of the mean across tasks (NaN for a single task)."""
+    n = len(values)
+    return float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+
+
 def summarize_returns(method: str, step: int, task_returns: np.ndarray,
                       task_success: np.ndarray | None = None) -> AdaptationPoint:
     """Mean over tasks of per-task mean return, with the standard error across tasks (and
     the mean per-task success rate, for families that report success)."""
-    n = len(task_returns)
-    stderr = float(task_returns.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
     success = None if task_success is None else float(task_success.mean())
-    return AdaptationPoint(method, step, float(task_returns.mean()), stderr, n, success,
+    return AdaptationPoint(method, step, float(task_returns.mean()), _stderr(task_returns),
+                           len(task_returns), success,
                            tuple(float(r) for r in task_returns))
 
 
@@ -99,9 +104,8 @@ def paired_differences(points: list[AdaptationPoint], method: str) -> dict[str, 
         if p.method == method or p.step not in ours or not p.task_returns:
             continue
         d = ours[p.step] - np.asarray(p.task_returns)
-        stderr = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")
         out.setdefault(p.method, []).append(
-            {"step": p.step, "mean": float(d.mean()), "stderr": stderr})
+            {"step": p.step, "mean": float(d.mean()), "stderr": _stderr(d)})
     return out
 
 
