@@ -18,7 +18,7 @@ from metarl.algos.pearl.networks import (
 )
 from metarl.envs import get_task_family
 from metarl.policies.tanh_gaussian import TanhGaussianPolicy, tanh_gaussian_log_prob
-from metarl.algos.pearl.replay_buffer import MultiTaskReplayBuffer, Transitions
+from metarl.algos.pearl.replay_buffer import FIELDS, MultiTaskReplayBuffer, Transitions
 from metarl.samplers import BatchSampler
 
 TINY = dict(latent_size=3, encoder_hidden_sizes=[16, 16], hidden_sizes=[16, 16], batch_size=16,
@@ -209,10 +209,23 @@ def test_replay_buffer_keeps_the_newest_and_samples_each_tasks_own_data():
     assert set(sample.rewards[1:].flatten().tolist()) == {3.0, 4.0, 5.0, 6.0, 7.0}
     with pytest.raises(ValueError, match="task\\(s\\) \\[1\\] have no transitions"):
         buffer.sample([1], 4)
-    restored = MultiTaskReplayBuffer(3, 1, 1, capacity=5)
-    restored.load_state_dict(buffer.state_dict())
-    assert torch.equal(restored.sample([0, 2], 50, torch.Generator().manual_seed(1)).rewards,
-                       buffer.sample([0, 2], 50, torch.Generator().manual_seed(1)).rewards)
+    state = buffer.state_dict()
+    assert state["rewards"].shape == (6,)  # 5 + 0 + 1 transitions, not 3 tasks x 5
+    # the padded [tasks, fullest] layout of older checkpoints still loads
+    legacy = {**state, **{name: buffer._data[name][:, :5].clone() for name in FIELDS}}
+    del legacy["packed"]
+    for saved in (state, legacy):
+        restored = MultiTaskReplayBuffer(3, 1, 1, capacity=5)
+        restored.load_state_dict(saved)
+        assert restored.sizes == [5, 0, 1]
+        assert torch.equal(restored.sample([0, 2], 50, torch.Generator().manual_seed(1)).rewards,
+                           buffer.sample([0, 2], 50, torch.Generator().manual_seed(1)).rewards)
+        restored.add(0, data(0, [8]))  # the ring position survives: 8 replaces the oldest, 3
+        assert set(restored.sample([0], 200, torch.Generator().manual_seed(2)).rewards
+                   .flatten().tolist()) == {4.0, 5.0, 6.0, 7.0, 8.0}
+    with pytest.raises(ValueError, match="holds 5 transitions, its sizes say 6"):
+        MultiTaskReplayBuffer(3, 1, 1, capacity=5).load_state_dict(
+            {**state, **{name: state[name][:5] for name in FIELDS}})
 
 
 def test_sampled_next_observations_follow_the_navigation_dynamics():

@@ -106,22 +106,38 @@ class MultiTaskReplayBuffer:
         return Transitions(*(self._data[name][tasks_col, rows] for name in FIELDS))
 
     def state_dict(self) -> dict[str, Any]:
-        """Contents (only the part in use) and ring positions, on the CPU."""
-        used = max(self.sizes, default=0)
+        """Contents and ring positions, on the CPU: each field holds every task's
+        transitions in use, concatenated in task order (``sizes`` splits them), so a
+        checkpoint grows with the data collected, not with tasks x the fullest task."""
         return {"sizes": list(self.sizes), "next": list(self._next), "capacity": self.capacity,
-                **{name: self._data[name][:, :used].cpu() for name in FIELDS}}
+                "packed": True,
+                **{name: torch.cat([self._data[name][task, :size]
+                                    for task, size in enumerate(self.sizes)]).cpu()
+                   for name in FIELDS}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output; also reads the padded ``[tasks, fullest,
+        ...]`` layout that checkpoints written before the packed one hold."""
         if state["capacity"] != self.capacity or len(state["sizes"]) != self.num_tasks:
             raise ValueError(f"MultiTaskReplayBuffer: saved buffer holds {len(state['sizes'])} "
                              f"tasks of capacity {state['capacity']}, this one "
                              f"{self.num_tasks} of {self.capacity}")
-        used = state["rewards"].shape[1]
+        sizes = [int(size) for size in state["sizes"]]
+        if state.get("packed", False):
+            if state["rewards"].shape[0] != sum(sizes):
+                raise ValueError(f"MultiTaskReplayBuffer: saved buffer holds "
+                                 f"{state['rewards'].shape[0]} transitions, its sizes say "
+                                 f"{sum(sizes)}")
+            per_task = {name: torch.split(state[name], sizes) for name in FIELDS}
+        else:
+            per_task = {name: [state[name][task, :size] for task, size in enumerate(sizes)]
+                        for name in FIELDS}
         self._allocated = 0
         self._data = {name: torch.zeros(self._shape(name, 0), dtype=self.dtype,
                                         device=self.device) for name in FIELDS}
-        self._reserve(used)
+        self._reserve(max(sizes, default=0))
         for name in FIELDS:
-            self._data[name][:, :used] = state[name].to(self.device, self.dtype)
-        self.sizes, self._next = list(state["sizes"]), list(state["next"])
+            for task, values in enumerate(per_task[name]):
+                self._data[name][task, :sizes[task]] = values.to(self.device, self.dtype)
+        self.sizes, self._next = sizes, [int(n) for n in state["next"]]
         self._sizes = torch.tensor(self.sizes, dtype=torch.long, device=self.device)
