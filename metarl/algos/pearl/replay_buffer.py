@@ -108,7 +108,8 @@ class MultiTaskReplayBuffer:
     def state_dict(self) -> dict[str, Any]:
         """Contents and ring positions, on the CPU: each field holds every task's
         transitions in use, concatenated in task order (``sizes`` splits them), so a
-        checkpoint grows with the data collected, not with tasks x the fullest task."""
+        checkpoint grows with the data collected. (A slice of ``_data`` would be a view,
+        and ``torch.save`` writes a view's whole storage: tasks x the allocated length.)"""
         return {"sizes": list(self.sizes), "next": list(self._next), "capacity": self.capacity,
                 "packed": True,
                 **{name: torch.cat([self._data[name][task, :size]
