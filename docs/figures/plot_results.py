@@ -48,6 +48,16 @@ HALF_CHEETAH_DIR: Table = {
     "oracle": [(220.9, 21.6)] * 4,
 }
 
+# docs/results.md, "Half-cheetah velocity and direction", final evaluation on the reference MDP:
+# `metarl eval /tmp/maml_half_cheetah_vel --steps 3 --baselines
+# pretrained=/tmp/half_cheetah_vel_pretrained,random --device cpu` (MAMLHalfCheetahVel-v0, MAML
+# and pretrained at 800 iterations; docs/runs/maml_half_cheetah_vel/eval_iter800/adaptation.csv).
+MAML_HALF_CHEETAH_VEL_REFERENCE: Table = {
+    "MAML (iteration 800)": [(-134.8, 14.0), (-95.2, 9.6), (-76.5, 7.1), (-74.4, 6.9)],
+    "pretrained (step 0.0125)": [(-109.9, 8.0), (-90.4, 6.9), (-76.7, 6.1), (-69.0, 4.9)],
+    "random init (step 0.2)": [(-202.6, 14.4), (-177.0, 13.5), (-180.6, 13.1), (-179.2, 12.8)],
+}
+
 # docs/results.md, "PEARL: 2D navigation":
 # `metarl train configs/pearl/navigation_2d.yaml` (40 iterations), then
 # `metarl eval RUN_DIR --tasks 40 --grad-steps 4`; 40 fresh tasks x 4 simulations.
@@ -128,6 +138,9 @@ def main() -> None:
                     "MAML-TRPO vs. baselines, HalfCheetahVel-v0", "number of gradient steps")
     plot_adaptation(OUT / "maml_half_cheetah_dir.png", points(HALF_CHEETAH_DIR, 40),
                     "MAML-TRPO vs. baselines, HalfCheetahDir-v0", "number of gradient steps")
+    plot_adaptation(OUT / "maml_half_cheetah_vel_reference.png",
+                    points(MAML_HALF_CHEETAH_VEL_REFERENCE, 40),
+                    "MAML-TRPO vs. baselines, MAMLHalfCheetahVel-v0", "number of gradient steps")
     plot_adaptation(OUT / "pearl_navigation_2d.png", points(PEARL_NAVIGATION, 40),
                     "PEARL, Navigation2D-v0", "context trajectories k")
     plot_adaptation(OUT / "pearl_vs_maml_half_cheetah_vel.png",
