@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
                     default=",".join(map(str, DEFAULT_STEP_GRID)),
                     help="step sizes tried when fine-tuning pretrained/random; the best on "
                          "the tuning tasks is kept (default %(default)s)")
+    ev.add_argument("--step-sizes", metavar="STEPS",
+                    help="step sizes of a gradient-based meta-learner's own adaptation (MAML, "
+                         "ProMP): step k uses entry min(k, len-1); default the run's "
+                         "algo.eval_step_sizes. For measuring how adaptation depends on them")
     ev.add_argument("--tuning-tasks", type=int, metavar="N",
                     help="tasks of the separate draw (own action noise, seed derived from "
                          "--seed) that pretrained/random step sizes are tuned on, never the "
@@ -174,15 +178,19 @@ def _eval(args: argparse.Namespace) -> int:
     from .comparisons import parse_baselines
     from .evaluation import eval_summary, evaluate_run
 
-    try:
-        grid = [float(x) for x in args.step_grid.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"--step-grid: expected comma-separated numbers, got "
-                          f"{args.step_grid!r}") from None
+    def numbers(text: str, flag: str) -> list[float]:
+        try:
+            return [float(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
+
+    grid = numbers(args.step_grid, "--step-grid")
+    step_sizes = None if args.step_sizes is None else numbers(args.step_sizes, "--step-sizes")
     out_dir, points = evaluate_run(args.run_dir, args.tasks, args.steps, args.seed,
                                    args.out, args.device, parse_baselines(args.baselines), grid,
                                    progress=lambda m: print(m, flush=True),
-                                   checkpoint=args.checkpoint, tuning_tasks=args.tuning_tasks)
+                                   checkpoint=args.checkpoint, tuning_tasks=args.tuning_tasks,
+                                   step_sizes=step_sizes)
     print(f"{'method':<10} {'step':>4} {'mean_return':>12} {'stderr':>8} {'n_tasks':>7}")
     for p in points:
         print(f"{p.method:<10} {p.step:>4} {p.mean_return:>12.2f} {p.stderr:>8.2f} {p.n_tasks:>7}")

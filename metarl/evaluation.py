@@ -201,7 +201,8 @@ def evaluate_run(run_dir: Path, num_tasks: int | None = None, steps: int = 3, se
                  baselines: dict[str, Path | None] | None = None,
                  step_grid: Sequence[float] = DEFAULT_STEP_GRID,
                  progress: Callable[[str], None] | None = None,
-                 checkpoint: str | int = "latest", tuning_tasks: int | None = None
+                 checkpoint: str | int = "latest", tuning_tasks: int | None = None,
+                 step_sizes: Sequence[float] | None = None
                  ) -> tuple[Path, list[AdaptationPoint]]:
     """Adapt one iterate of the run to ``num_tasks`` held-out tasks for 0..``steps`` units
     of its algorithm's adaptation, and optionally the MAML paper's comparison methods on
@@ -216,6 +217,9 @@ def evaluate_run(run_dir: Path, num_tasks: int | None = None, steps: int = 3, se
     post-adaptation training return in ``progress.csv``) or an iteration number; see
     :func:`~metarl.runs.choose_checkpoint`. Baseline runs are always loaded at their latest.
 
+    ``step_sizes`` replaces a gradient-based learner's ``algo.eval_step_sizes`` for its own
+    adaptation (step k uses entry min(k, len-1)); the baselines keep their tuned steps.
+
     Writes ``adaptation.csv``, ``adaptation.png``, ``eval_info.yaml`` and TensorBoard
     scalars ``meta_test/return/adapt_{k}`` to ``out_dir`` (default ``RUN_DIR/eval``).
     ``progress`` receives console lines, among them one per (method, step).
@@ -226,6 +230,9 @@ def evaluate_run(run_dir: Path, num_tasks: int | None = None, steps: int = 3, se
         raise ConfigError(f"--steps: must be >= 0, got {steps}")
     if not step_grid or any(not (math.isfinite(s) and s > 0) for s in step_grid):
         raise ConfigError(f"--step-grid: need positive step sizes, got {list(step_grid)}")
+    if step_sizes is not None and (
+            not step_sizes or any(not (math.isfinite(s) and s > 0) for s in step_sizes)):
+        raise ConfigError(f"--step-sizes: need positive step sizes, got {list(step_sizes)}")
     num_tuning = (num_tasks or DEFAULT_EVAL_TASKS) if tuning_tasks is None else tuning_tasks
     if num_tuning < 1:
         raise ConfigError(f"--tuning-tasks: need at least 1 task, got {num_tuning}")
@@ -237,7 +244,7 @@ def evaluate_run(run_dir: Path, num_tasks: int | None = None, steps: int = 3, se
     run = load_run(run_dir, torch_device, checkpoint=checkpoint, report=progress)
     try:
         return _evaluate(run, num_tasks, steps, seed, out_dir, baselines, step_grid, num_tuning,
-                         prog)
+                         prog, step_sizes)
     finally:
         run.parts.algo.close()
         run.parts.sampler.close()
@@ -260,7 +267,8 @@ def _held_out(learner: Any, sampler: Any, num_tasks: int | None, task_seed: int,
 
 def _evaluate(run: LoadedRun, num_tasks: int | None, steps: int, seed: int, out_dir: Path | None,
               baselines: dict[str, Path | None] | None, step_grid: Sequence[float],
-              num_tuning: int, progress: Progress) -> tuple[Path, list[AdaptationPoint]]:
+              num_tuning: int, progress: Progress, step_sizes: Sequence[float] | None = None
+              ) -> tuple[Path, list[AdaptationPoint]]:
     assert run.choice is not None
     cfg, learner, say = run.cfg, run.parts.algo, progress.say
     say(run.choice.describe())
@@ -271,6 +279,18 @@ def _evaluate(run: LoadedRun, num_tasks: int | None, steps: int, seed: int, out_
         raise ConfigError(f"--baselines: the MAML paper's comparison methods are fine-tuned "
                           f"with gradient steps; they are not defined for a {cfg.algo.name} "
                           f"run, whose curve is over {learner.adaptation_units}")
+    settings = learner.eval_settings()
+    options: dict[str, Any] = {}
+    if step_sizes is not None:
+        if "step_sizes" not in settings:
+            raise ConfigError(f"--step-sizes: a {cfg.algo.name} run adapts over "
+                              f"{learner.adaptation_units}, not with gradient steps; the "
+                              "option applies to MAML and ProMP runs")
+        options["step_sizes"] = list(step_sizes)
+        settings = {**settings, "step_sizes": list(step_sizes),
+                    "step_sizes_from": "--step-sizes"}
+        say(f"{learner.label}: step sizes {list(step_sizes)} (--step-sizes; the run's "
+            f"algo.eval_step_sizes: {learner.eval_settings()['step_sizes']})")
     episodes = cfg.sampler.eval_episodes_per_task
     action_seed = derive_seed(seed, STREAM_EVAL_ACTIONS)
     task_seed = derive_seed(seed, STREAM_EVAL_TASKS)
@@ -281,7 +301,7 @@ def _evaluate(run: LoadedRun, num_tasks: int | None, steps: int, seed: int, out_
     say(f"{label}: {num_tasks} held-out tasks x {episodes} {learner.rollouts_per_task}, "
         f"0..{steps} {units}")
     points = adaptation_points(label, learner, tasks, steps, episodes, run.parts.sampler,
-                               action_seed, latent_seed, progress, label)
+                               action_seed, latent_seed, progress, label, **options)
     info: dict[str, Any] = {}
     tuning_info = None
     if baselines:
@@ -297,7 +317,7 @@ def _evaluate(run: LoadedRun, num_tasks: int | None, steps: int, seed: int, out_
         "checkpoint": str(run.checkpoint), "iteration": state["iteration"],
         "env_steps": state["env_steps"], "algorithm": cfg.algorithm.name, "tasks": num_tasks,
         "steps": steps, "adaptation_units": units, "seed": seed, "episodes_per_task": episodes,
-        **learner.eval_settings(), "baselines": info,
+        **settings, "baselines": info,
         "baseline_step_grid": list(step_grid) if baselines else None,
         "iterate": run.choice.to_info(),
         "held_out": {"task_seed": task_seed, "action_seed": action_seed,

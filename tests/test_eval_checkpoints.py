@@ -175,3 +175,49 @@ def test_discrete_task_sets_are_flagged_as_coinciding_in_value():
     directions = {task.direction for task in reported}  # +-1: any draw repeats values
     assert draw.equal_in_value == sum(task.direction in directions for task in draw.tasks) > 0
     assert "discrete task set" in draw.info("HalfCheetahDir-v0")["note"]
+
+
+def _task_returns(out):
+    with open(out / "task_returns.csv", newline="") as handle:
+        return {(r["method"], int(r["step"]), int(r["task"])): float(r["return"])
+                for r in csv.DictReader(handle)}
+
+
+def test_step_sizes_replace_the_runs_eval_step_sizes(trained, tmp_path, capsys):
+    """`--step-sizes` gives what a run whose checkpoint saved those eval_step_sizes gives."""
+    from metarl.checkpoint import load_checkpoint, save_checkpoint
+
+    assert main(["eval", str(trained), *EVAL, "--step-sizes", "0.3",
+                 "--out", str(tmp_path / "flag")]) == 0
+    assert "maml: step sizes [0.3] (--step-sizes; the run's algo.eval_step_sizes: [0.1, 0.05])" \
+        in capsys.readouterr().out
+    info = _info(tmp_path / "flag")
+    assert info["step_sizes"] == [0.3] and info["step_sizes_from"] == "--step-sizes"
+    # The independent route: the same iterate with 0.3 written into its saved config.
+    run = _copy(trained, tmp_path)
+    path = run / "checkpoints" / "iter_000003.pt"
+    state = load_checkpoint(path)
+    state["config"]["algo"]["eval_step_sizes"] = [0.3]
+    save_checkpoint(path, state)
+    assert main(["eval", str(run), *EVAL, "--out", str(tmp_path / "saved")]) == 0
+    assert _info(tmp_path / "saved")["step_sizes"] == [0.3]
+    assert "step_sizes_from" not in _info(tmp_path / "saved")
+    flag, saved = _task_returns(tmp_path / "flag"), _task_returns(tmp_path / "saved")
+    assert flag == saved
+    assert main(["eval", str(trained), *EVAL, "--out", str(tmp_path / "default")]) == 0
+    default = _task_returns(tmp_path / "default")
+    assert all(default["maml", 0, t] == flag["maml", 0, t] for t in (0, 1))  # before any step
+    assert any(default["maml", 1, t] != flag["maml", 1, t] for t in (0, 1))
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "--step-sizes: need positive step sizes, got [0.0]"),
+    ("0.1,nan", "--step-sizes: need positive step sizes, got [0.1, nan]"),
+    ("fast", "--step-sizes: expected comma-separated numbers, got 'fast'"),
+    (",", "--step-sizes: need positive step sizes, got []"),
+])
+def test_step_sizes_errors_name_the_flag(trained, tmp_path, capsys, value, message):
+    assert main(["eval", str(trained), *EVAL, "--step-sizes", value,
+                 "--out", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

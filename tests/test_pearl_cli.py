@@ -111,6 +111,8 @@ def test_eval_writes_the_context_trajectory_curve(pearl_run, tmp_path):
 
     refused = metarl("eval", run_dir, "--baselines", "random", "--out", tmp_path / "b", cwd=work)
     assert refused.returncode == 2 and "not defined for a pearl run" in refused.stderr
+    refused = metarl("eval", run_dir, "--step-sizes", "0.2", "--out", tmp_path / "s", cwd=work)
+    assert refused.returncode == 2 and "--step-sizes: a pearl run adapts over" in refused.stderr
 
 
 def test_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
