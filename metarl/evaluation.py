@@ -124,7 +124,9 @@ def plot_adaptation(path: Path, points: list[AdaptationPoint], title: str,
                     yerr=[p.stderr for p in series], marker="o", capsize=3, label=method)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("average return")
-    ax.set_xticks(sorted({p.step for p in points}))
+    xs = sorted({p.step for p in points})
+    if len(xs) <= 12:  # a tick per step; a long axis (e.g. iterations) keeps matplotlib's
+        ax.set_xticks(xs)
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
@@ -250,9 +252,10 @@ def evaluate_run(run_dir: Path, num_tasks: int | None = None, steps: int = 3, se
         run.parts.sampler.close()
 
 
-def _held_out(learner: Any, sampler: Any, num_tasks: int | None, task_seed: int,
-              say: Callable[[str], None]) -> list[Any]:
-    """The learner's fixed held-out tasks (its first ``num_tasks``), else fresh draws."""
+def held_out_tasks(learner: Any, sampler: Any, num_tasks: int | None, task_seed: int,
+                   say: Callable[[str], None]) -> list[Any]:
+    """The held-out tasks `metarl eval` adapts to: the learner's fixed held-out set (its first
+    ``num_tasks``), else ``num_tasks`` (default 40) draws from ``task_seed``."""
     fixed = learner.held_out_tasks()
     if fixed is None:  # the family's test split where it has one (Meta-World's classes)
         return sampler.sample_test_tasks(num_tasks or DEFAULT_EVAL_TASKS,
@@ -295,7 +298,7 @@ def _evaluate(run: LoadedRun, num_tasks: int | None, steps: int, seed: int, out_
     action_seed = derive_seed(seed, STREAM_EVAL_ACTIONS)
     task_seed = derive_seed(seed, STREAM_EVAL_TASKS)
     latent_seed = derive_seed(seed, STREAM_EVAL_LATENTS)
-    tasks = _held_out(learner, run.parts.sampler, num_tasks, task_seed, say)
+    tasks = held_out_tasks(learner, run.parts.sampler, num_tasks, task_seed, say)
     num_tasks = len(tasks)
     label, units = learner.label, learner.adaptation_units
     say(f"{label}: {num_tasks} held-out tasks x {episodes} {learner.rollouts_per_task}, "

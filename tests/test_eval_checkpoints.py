@@ -221,3 +221,52 @@ def test_step_sizes_errors_name_the_flag(trained, tmp_path, capsys, value, messa
                  "--out", str(tmp_path / "out")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_inner_step_diagnostic_measures_the_step_metarl_eval_takes(trained, tmp_path,
+                                                                    monkeypatch):
+    """docs/runs/inner_step_size.py adapts exactly as `metarl eval --steps 1` does, and its
+    KL is the closed-form Gaussian KL of the two policies on the pre-step states."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    script = Path(__file__).resolve().parents[1] / "docs" / "runs" / "inner_step_size.py"
+    spec = importlib.util.spec_from_file_location("inner_step_size", script)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look the module up
+    spec.loader.exec_module(module)
+    measured = module.measure(trained, 3, seed=0, num_tasks=2)
+    assert main(["eval", str(trained), *EVAL, "--out", str(tmp_path / "eval")]) == 0
+    returns = _task_returns(tmp_path / "eval")
+    for k in (0, 1):
+        assert measured.returns[k].tolist() == pytest.approx(
+            [returns["maml", k, t] for t in (0, 1)], rel=1e-6)
+    assert measured.iteration == 3 and measured.step_size == 0.1
+    assert bool((measured.kl > 0).all()) and bool((measured.param_change > 0).all())
+
+    # Closed form, recomputed from the same adaptation: sum over action dims of
+    # log(s1/s0) + (s0^2 + (m0-m1)^2) / (2 s1^2) - 1/2, averaged over real steps.
+    from metarl.runs import load_run
+
+    run = load_run(trained, torch.device("cpu"), checkpoint=3)
+    try:
+        learner, sampler = run.parts.algo, run.parts.sampler
+        tasks = module.held_out_tasks(learner, sampler, 2,
+                                      derive_seed(0, STREAM_EVAL_TASKS), lambda _: None)
+        adaptation = learner.adapt(tasks, 1, 2, sampler.using(
+            module.RolloutStreams(derive_seed(0, STREAM_EVAL_ACTIONS))), step_sizes=[0.1])
+        before, policy = adaptation.batches[0], learner.policy
+        with torch.no_grad():
+            pre = module.stack_params(dict(policy.params()), 2)
+            m0, s0 = policy.mean_std(before.observations, pre)
+            m1, s1 = policy.mean_std(before.observations, adaptation.params)
+        kl = (torch.log(s1 / s0) + (s0 ** 2 + (m0 - m1) ** 2) / (2 * s1 ** 2) - 0.5).sum(-1)
+        mask = before.mask.numpy()
+        expected = (kl.numpy() * mask).sum((1, 2)) / mask.sum((1, 2))
+    finally:
+        run.parts.algo.close()
+        run.parts.sampler.close()
+    assert measured.kl.numpy() == pytest.approx(expected, rel=1e-5)

@@ -58,6 +58,32 @@ MAML_HALF_CHEETAH_VEL_REFERENCE: Table = {
     "random init (step 0.2)": [(-202.6, 14.4), (-177.0, 13.5), (-180.6, 13.1), (-179.2, 12.8)],
 }
 
+# docs/results.md, "Half-cheetah velocity and direction", direction on the reference MDP:
+# `metarl eval /tmp/maml_half_cheetah_dir [--checkpoint 300] --steps 3 --baselines
+# pretrained=/tmp/half_cheetah_dir_pretrained,random --device cpu` (MAMLHalfCheetahDir-v0, pretrained
+# at 800 iterations; docs/runs/maml_half_cheetah_dir/eval_iter{800,300}/adaptation.csv).
+MAML_HALF_CHEETAH_DIR_REFERENCE: Table = {
+    "MAML (iteration 800)": [(-45.4, 5.0), (69.7, 13.6), (87.9, 14.6), (104.2, 14.8)],
+    "MAML (iteration 300)": [(-37.0, 8.5), (138.6, 11.0), (163.4, 9.6), (178.8, 7.5)],
+    "pretrained (step 0.1)": [(0.1, 0.3), (-0.5, 0.3), (-0.9, 1.1), (0.6, 1.5)],
+    "random init (step 0.2)": [(-43.1, 3.6), (8.3, 3.3), (18.7, 3.4), (26.5, 3.9)],
+}
+
+# The same section, held-out return of each MAML iterate before and after one step:
+# `metarl eval /tmp/maml_half_cheetah_dir --checkpoint N --steps 1 --device cpu`
+# (docs/runs/maml_half_cheetah_dir/inner_step_by_iteration.csv): N -> ((k=0 mean, se), (k=1 mean, se)).
+MAML_HALF_CHEETAH_DIR_BY_ITERATION: dict[int, tuple[tuple[float, float], ...]] = {
+    10: ((-50.5, 9.6), (11.3, 6.9)), 50: ((-46.8, 3.7), (84.0, 7.0)),
+    100: ((-44.2, 3.3), (116.1, 7.7)), 150: ((-39.6, 7.4), (125.8, 9.1)),
+    200: ((-41.7, 6.2), (146.8, 10.7)), 250: ((-37.0, 7.4), (132.9, 11.4)),
+    300: ((-37.0, 8.5), (138.6, 11.0)), 350: ((-38.5, 6.6), (141.7, 11.3)),
+    400: ((-41.6, 7.6), (121.9, 16.6)), 450: ((-39.1, 7.4), (122.1, 14.1)),
+    500: ((-38.1, 9.1), (119.4, 12.2)), 550: ((-30.0, 11.9), (91.5, 17.7)),
+    600: ((-35.3, 11.8), (87.2, 15.6)), 650: ((-35.8, 10.8), (56.4, 17.9)),
+    700: ((-40.5, 8.6), (49.9, 16.8)), 750: ((-39.4, 7.9), (67.1, 16.0)),
+    800: ((-45.4, 5.0), (69.7, 13.6)),
+}
+
 # docs/results.md, "PEARL: 2D navigation":
 # `metarl train configs/pearl/navigation_2d.yaml` (40 iterations), then
 # `metarl eval RUN_DIR --tasks 40 --grad-steps 4`; 40 fresh tasks x 4 simulations.
@@ -141,6 +167,14 @@ def main() -> None:
     plot_adaptation(OUT / "maml_half_cheetah_vel_reference.png",
                     points(MAML_HALF_CHEETAH_VEL_REFERENCE, 40),
                     "MAML-TRPO vs. baselines, MAMLHalfCheetahVel-v0", "number of gradient steps")
+    plot_adaptation(OUT / "maml_half_cheetah_dir_reference.png",
+                    points(MAML_HALF_CHEETAH_DIR_REFERENCE, 40),
+                    "MAML-TRPO vs. baselines, MAMLHalfCheetahDir-v0", "number of gradient steps")
+    plot_adaptation(OUT / "maml_half_cheetah_dir_by_iteration.png",
+                    [AdaptationPoint(f"MAML, {k} step" + ("s" if k != 1 else ""), n, *row[k], 40)
+                     for k in (0, 1) for n, row in sorted(MAML_HALF_CHEETAH_DIR_BY_ITERATION.items())],
+                    "MAML-TRPO iterates, MAMLHalfCheetahDir-v0",
+                    "meta-training iteration")
     plot_adaptation(OUT / "pearl_navigation_2d.png", points(PEARL_NAVIGATION, 40),
                     "PEARL, Navigation2D-v0", "context trajectories k")
     plot_adaptation(OUT / "pearl_vs_maml_half_cheetah_vel.png",
