@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch.distributions import kl_divergence
 
-from metarl.evaluation import DEFAULT_EVAL_TASKS, Progress, held_out_tasks
+from metarl.evaluation import DEFAULT_EVAL_TASKS, held_out_tasks
 from metarl.experiment import STREAM_EVAL_ACTIONS, STREAM_EVAL_TASKS, derive_seed
 from metarl.policies.gaussian_mlp import stack_params
 from metarl.runs import load_run
@@ -67,8 +67,7 @@ def measure(run_dir: Path, checkpoint: int | str, seed: int = 0,
                                derive_seed(seed, STREAM_EVAL_TASKS), lambda _: None)
         streams = sampler.using(RolloutStreams(derive_seed(seed, STREAM_EVAL_ACTIONS)))
         episodes = run.cfg.sampler.eval_episodes_per_task
-        adaptation = learner.adapt(tasks, 1, episodes, streams, step_sizes=[step],
-                                   on_step=Progress(lambda _: None).steps("", 1)).check()
+        adaptation = learner.adapt(tasks, 1, episodes, streams, step_sizes=[step]).check()
         before = adaptation.batches[0]
         policy = learner.policy
         with torch.no_grad():

@@ -2,12 +2,17 @@
 
     python docs/runs/split_by_task.py docs/runs/maml_half_cheetah_vel/eval_iter800 --cuts 0.67 1.33
     python docs/runs/split_by_task.py docs/runs/maml_half_cheetah_dir/eval_iter300
+    cd docs/runs && python split_by_task.py maml_half_cheetah_vel_kl002/eval_iter300
+        --cuts 0.67 1.33 --also kl001=maml_half_cheetah_vel/eval_iter300
+        --also pretrained=maml_half_cheetah_vel/eval_iter800:pretrained   (one line)
 
 It reads `task_returns.csv` (one row per method, step and held-out task) and the held-out task
 values in `eval_info.yaml`. It prints, for MAML against each baseline, the paired difference per
 adaptation step (mean ± standard error over tasks) and the number of tasks on which MAML is
-higher. Then it groups the tasks by their value and prints each group's means: by value where
-the task set is discrete (a direction), otherwise by the `--cuts` given.
+higher. `--also` adds a method from another evaluation of the same held-out tasks (same
+`metarl eval --seed`, so the same action noise). Then it groups the tasks by their value and
+prints each group's means: by value where the task set is discrete (a direction), otherwise by
+the `--cuts` given.
 """
 from __future__ import annotations
 
@@ -39,6 +44,24 @@ def load(eval_dir: Path) -> tuple[dict[tuple[str, int, int], float], list[float]
     return returns, values
 
 
+def merge(returns: dict[tuple[str, int, int], float], values: list[float], eval_dir: Path,
+          spec: str) -> None:
+    """Add the rows of another evaluation of the same tasks (``NAME=DIR[:METHOD]``, METHOD
+    default ``maml``) to ``returns`` as method NAME; the task values must be the same."""
+    name, _, where = spec.partition("=")
+    path, _, method = where.partition(":")
+    if not name or not path:
+        raise SystemExit(f"--also: expected NAME=DIR[:METHOD], got {spec!r}")
+    method = method or "maml"
+    other, other_values = load(Path(path))
+    if other_values != values:
+        raise SystemExit(f"--also {spec}: its held-out tasks differ from {eval_dir}'s")
+    rows = {(name, k, t): r for (m, k, t), r in other.items() if m == method}
+    if not rows:
+        raise SystemExit(f"--also {spec}: {path} has no {method!r} rows")
+    returns.update(rows)
+
+
 def groups(values: list[float], cuts: list[float] | None) -> list[tuple[str, list[int]]]:
     """Tasks grouped by value: each distinct value if there are at most 4, else by the cuts."""
     distinct = sorted(set(values))
@@ -59,8 +82,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("eval_dir", type=Path, help="directory written by `metarl eval`")
     parser.add_argument("--cuts", type=float, nargs="+", help="task-value boundaries of the groups")
+    parser.add_argument("--also", action="append", default=[], metavar="NAME=DIR[:METHOD]",
+                        help="compare with METHOD (default maml) of another evaluation of the "
+                             "same tasks, e.g. another run's iterate, as method NAME")
     args = parser.parse_args()
     returns, values = load(args.eval_dir)
+    for spec in args.also:
+        merge(returns, values, args.eval_dir, spec)
     n = len(values)
     steps = sorted({k[1] for k in returns})
     methods = sorted({k[0] for k in returns})
