@@ -126,7 +126,7 @@ def owners_of(key: str) -> list[str]:
 
 
 def _register_builtins() -> None:
-    from .maml.config import MAMLTRPOConfig, TRPOConfig
+    from .maml.config import MAMLTRPOConfig, MixtureTRPOConfig
     from .pearl.config import PEARLConfig
     from .promp.config import ProMPConfig
     from .rl2.config import RL2Config
@@ -136,7 +136,7 @@ def _register_builtins() -> None:
         description="MAML with a TRPO meta-optimizer (Finn et al. 2017), batched over tasks",
         best_by="meta_train/return/adapt_{K}", override=True)
     register_algorithm(
-        "trpo", config=TRPOConfig, build="metarl.algos.maml.learner:build_trpo",
+        "trpo", config=MixtureTRPOConfig, build="metarl.algos.maml.learner:build_trpo",
         description="TRPO on the task mixture, no adaptation in training: the MAML paper's "
                     "pretrained and (with env.task_in_observation) oracle baselines",
         meta_learner=False, override=True)

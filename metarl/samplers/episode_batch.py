@@ -3,7 +3,7 @@ the step-by-step recorder the samplers fill it with."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 import numpy as np
@@ -113,6 +113,15 @@ class EpisodeBatch:
         index = last[..., None, None].expand(-1, -1, 1, shifted.shape[-1])
         has_steps = (self.lengths > 0).to(shifted.dtype)[..., None, None]
         return shifted.scatter(2, index, self.final_observations.unsqueeze(2) * has_steps)
+
+    def pooled(self) -> "EpisodeBatch":
+        """The same episodes as one task, ``[1, T * E, ...]`` (task-major order): what a
+        learner that treats the iteration's episodes as one batch, whatever their task,
+        estimates on (one baseline, one advantage standardisation)."""
+        def merge(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.reshape(1, -1, *x.shape[2:])
+
+        return EpisodeBatch(*(merge(getattr(self, f.name)) for f in fields(self)))
 
     def to(self, device: torch.device | str) -> "EpisodeBatch":
         """A copy on ``device``."""

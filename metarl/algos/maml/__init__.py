@@ -3,7 +3,7 @@ policy gradients and the linear value baseline of the advantages."""
 
 from typing import Any
 
-from .config import MAMLTRPOConfig, TRPOConfig
+from .config import MAMLTRPOConfig, MixtureTRPOConfig, TRPOConfig
 
 _LEARNER = ("MAMLTRPO", "TRPO", "GradientAdaptation", "build_maml_trpo", "build_trpo")
 
@@ -16,4 +16,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'metarl.algos.maml' has no attribute {name!r}")
 
 
-__all__ = ["MAMLTRPOConfig", "TRPOConfig", *_LEARNER]
+__all__ = ["MAMLTRPOConfig", "MixtureTRPOConfig", "TRPOConfig", *_LEARNER]

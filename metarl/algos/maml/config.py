@@ -61,6 +61,21 @@ class TRPOConfig(PolicyGradientConfig):
 
 
 @dataclass
+class MixtureTRPOConfig(TRPOConfig):
+    """``algo.name: trpo``: TRPO's keys plus how the iteration's episodes are pooled."""
+
+    pool_tasks: bool = setting(False, "Treat each iteration's episodes as one batch, as "
+                               "rllab's TRPO on a task-randomised env does (the MAML "
+                               "paper's pretrained and oracle baselines, maml_rl "
+                               "maml_examples/cluster_trpo_*.py): one linear baseline "
+                               "for all tasks, fitted on the previous iteration's episodes "
+                               "(rllab/sampler/base.py fits after predicting), advantages "
+                               "standardised over the whole batch, surrogate and KL "
+                               "averaged over all steps. false: per task, as MAML's "
+                               "meta-batch.")
+
+
+@dataclass
 class MAMLTRPOConfig(InnerLoopConfig, TRPOConfig):
     """MAML with a TRPO meta-optimizer: TRPO's keys plus the inner loop's."""
 

@@ -34,7 +34,13 @@ from ...samplers import BatchSampler, EpisodeBatch
 from ..base import Adaptation, BuildContext, IterationStats, MetaLearner, StepCallback
 from .config import MAMLTRPOConfig, TRPOConfig
 from .kernels import fisher_vector_product, inner_step
-from .policy_gradient import compute_advantages, reinforce_loss, surrogate_loss
+from .linear_value_baseline import fit_linear_baseline, predict_linear_baseline
+from .policy_gradient import (
+    compute_advantages,
+    normalize_per_task,
+    reinforce_loss,
+    surrogate_loss,
+)
 
 Params = dict[str, torch.Tensor]
 
@@ -159,8 +165,7 @@ class MAMLTRPO(MetaLearner):
         batches = adaptation.batches
         t1 = time.perf_counter()
         if adaptation.failure is None:
-            stats = self.meta_update(list(zip(batches[:-1], adaptation.advantages)),
-                                     batches[-1], adaptation.params)
+            stats = self._meta_update_from(adaptation)
         else:
             self.skip_reason = f"{adaptation.failure} in the inner step"
             stats = self.skipped_update_stats()
@@ -194,17 +199,24 @@ class MAMLTRPO(MetaLearner):
         })
         return IterationStats(int(sum(b.num_steps for b in batches)), stats, self.skip_reason)
 
+    def _meta_update_from(self, adaptation: GradientAdaptation) -> dict[str, float]:
+        return self.meta_update(list(zip(adaptation.batches[:-1], adaptation.advantages)),
+                                adaptation.batches[-1], adaptation.params)
+
     def meta_update(self, train: Sequence[tuple[EpisodeBatch, torch.Tensor]],
-                    valid: EpisodeBatch, old_params: Params) -> dict[str, float]:
+                    valid: EpisodeBatch, old_params: Params,
+                    valid_adv: torch.Tensor | None = None) -> dict[str, float]:
         """One TRPO step on the post-adaptation surrogate, in place on the policy.
 
         ``train`` holds each inner step's batch and advantages, ``valid`` the batch
-        sampled with ``old_params`` (the adapted parameters at the current ``theta``).
-        The gradient flows through the inner steps (unless ``first_order``); the
-        curvature is the Fisher of the mean KL, computed as ``algo.fisher`` says.
+        sampled with ``old_params`` (the adapted parameters at the current ``theta``),
+        ``valid_adv`` its advantages (default: :meth:`advantages`). The gradient flows
+        through the inner steps (unless ``first_order``); the curvature is the Fisher of
+        the mean KL, computed as ``algo.fisher`` says.
         """
         cfg = self.cfg
-        valid_adv = self.advantages(valid)
+        if valid_adv is None:
+            valid_adv = self.advantages(valid)
         self.skip_reason = _first_nonfinite(
             [("observations", b.observations) for b, _ in train]
             + [("rewards", b.rewards) for b, _ in train]
@@ -341,6 +353,47 @@ class TRPO(MAMLTRPO):
     name = "trpo"
     step_size_keys = "algo.max_kl"
     adapts_in_training = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # ``pool_tasks``: the pooled baseline's coefficients ``[1, F]`` fitted on the last
+        # iteration's episodes; None before the first fit (it then predicts 0, as rllab's)
+        self.pooled_baseline: torch.Tensor | None = None
+
+    def pooled_advantages(self, batch: EpisodeBatch) -> torch.Tensor:
+        """``[1, E, H]`` advantages of a :meth:`~EpisodeBatch.pooled` batch as rllab's
+        sampler computes them (``rllab/sampler/base.py`` ``process_samples``): values
+        from the baseline fitted on the previous batch, then a refit on this one;
+        standardised over all steps (``center_adv``)."""
+        cfg = self.cfg
+        returns = batch.discounted_returns(cfg.gamma)
+        values = (torch.zeros_like(returns) if self.pooled_baseline is None
+                  else predict_linear_baseline(batch, self.pooled_baseline))
+        advantages = batch.gae(values, cfg.gamma, cfg.gae_lambda)
+        coeffs = fit_linear_baseline(batch, returns, cfg.baseline_reg)
+        if bool(torch.isfinite(coeffs).all()):  # a NaN batch must not poison later fits
+            self.pooled_baseline = coeffs
+        if cfg.normalize_advantages:
+            advantages = normalize_per_task(advantages, batch.mask)
+        return advantages
+
+    def _meta_update_from(self, adaptation: GradientAdaptation) -> dict[str, float]:
+        if not self.cfg.pool_tasks:
+            return super()._meta_update_from(adaptation)
+        batch = adaptation.batches[-1].pooled()
+        return self.meta_update([], batch, stack_params(_detached(self.policy.params()), 1),
+                                self.pooled_advantages(batch))
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if self.pooled_baseline is not None:
+            state["pooled_baseline"] = self.pooled_baseline.detach().cpu()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if self.training and "pooled_baseline" in state:
+            self.pooled_baseline = state["pooled_baseline"].to(self.policy.log_std.device)
 
 
 def _policy(ctx: BuildContext) -> GaussianMLPPolicy:
