@@ -121,7 +121,7 @@ class EpisodeBatch:
         def merge(x: torch.Tensor | None) -> torch.Tensor | None:
             return None if x is None else x.reshape(1, -1, *x.shape[2:])
 
-        return EpisodeBatch(*(merge(getattr(self, f.name)) for f in fields(self)))
+        return EpisodeBatch(**{f.name: merge(getattr(self, f.name)) for f in fields(self)})
 
     def to(self, device: torch.device | str) -> "EpisodeBatch":
         """A copy on ``device``."""
