@@ -36,8 +36,8 @@ from .config import MAMLTRPOConfig, TRPOConfig
 from .kernels import fisher_vector_product, inner_step
 from .linear_value_baseline import fit_linear_baseline, predict_linear_baseline
 from .policy_gradient import (
+    advantages_from_values,
     compute_advantages,
-    normalize_per_task,
     reinforce_loss,
     surrogate_loss,
 )
@@ -369,12 +369,11 @@ class TRPO(MAMLTRPO):
         returns = batch.discounted_returns(cfg.gamma)
         values = (torch.zeros_like(returns) if self.pooled_baseline is None
                   else predict_linear_baseline(batch, self.pooled_baseline))
-        advantages = batch.gae(values, cfg.gamma, cfg.gae_lambda)
+        advantages = advantages_from_values(batch, values, cfg.gamma, cfg.gae_lambda,
+                                            cfg.normalize_advantages)
         coeffs = fit_linear_baseline(batch, returns, cfg.baseline_reg)
         if bool(torch.isfinite(coeffs).all()):  # a NaN batch must not poison later fits
             self.pooled_baseline = coeffs
-        if cfg.normalize_advantages:
-            advantages = normalize_per_task(advantages, batch.mask)
         return advantages
 
     def _meta_update_from(self, adaptation: GradientAdaptation) -> dict[str, float]:

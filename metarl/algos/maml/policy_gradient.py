@@ -33,7 +33,14 @@ def compute_advantages(batch: EpisodeBatch, gamma: float, gae_lambda: float, bas
     """``[T, E, H]`` GAE advantages against a linear baseline fitted per task on ``batch``."""
     returns = batch.discounted_returns(gamma)
     coeffs = fit_linear_baseline(batch, returns, baseline_reg)
-    values = predict_linear_baseline(batch, coeffs)
+    return advantages_from_values(batch, predict_linear_baseline(batch, coeffs), gamma,
+                                  gae_lambda, normalize)
+
+
+def advantages_from_values(batch: EpisodeBatch, values: torch.Tensor, gamma: float,
+                           gae_lambda: float, normalize: bool) -> torch.Tensor:
+    """``[T, E, H]`` GAE advantages against the given ``values``, standardised per task
+    when ``normalize``."""
     advantages = batch.gae(values, gamma, gae_lambda)
     return normalize_per_task(advantages, batch.mask) if normalize else advantages
 
