@@ -150,6 +150,22 @@ HALF_CHEETAH_VEL_ALGORITHMS: Table = {
 }
 
 
+# docs/results.md, "Ant direction on the reference MDP", interim evaluation at iteration 670:
+# `metarl eval /tmp/maml_ant_dir --checkpoint 670 --steps 3 --baselines
+# pretrained=/tmp/antdir_pretrained_ref --device cpu` (MAMLAntDir-v0;
+# docs/runs/maml_ant_dir/eval_iter670_reference_pretrained/adaptation.csv). The 800-iteration
+# pretrained and the random-init rows are the evaluation at 240 on the same 40 tasks
+# (docs/runs/maml_ant_dir/eval_iter240/adaptation.csv): neither depends on MAML's iterate.
+MAML_ANT_DIR_ITER670: Table = {
+    "MAML (iteration 670)": [(7.6, 11.1), (473.8, 11.5), (456.6, 9.0), (448.7, 10.0)],
+    "pretrained as the reference trained it (step 0.2)": [(2.3, 1.5), (3.9, 2.0), (7.1, 3.0),
+                                                          (8.6, 2.6)],
+    "pretrained, 800 iterations like MAML (step 0.2)": [(4.8, 1.9), (19.2, 2.9), (27.5, 3.9),
+                                                         (28.6, 3.6)],
+    "random init (step 0.8)": [(9.6, 3.6), (18.6, 4.1), (21.2, 3.1), (26.3, 3.7)],
+}
+
+
 def against_env_steps(curve: dict[int, tuple[float, ...]], label: str, n_tasks: int
                       ) -> list[AdaptationPoint]:
     """One line per k, with training env steps (thousands) on the x axis."""
@@ -194,6 +210,8 @@ def main() -> None:
                                       20),
                     "PEARL, PEARLHalfCheetahVel-v0 (CPU config)",
                     "training env steps (thousands)")
+    plot_adaptation(OUT / "maml_ant_dir_iter670.png", points(MAML_ANT_DIR_ITER670, 40),
+                    "MAML-TRPO vs. baselines, MAMLAntDir-v0", "number of gradient steps")
 
 
 if __name__ == "__main__":
