@@ -166,6 +166,20 @@ MAML_ANT_DIR_ITER670: Table = {
 }
 
 
+# docs/results.md, "Ant direction on the reference MDP", final evaluation at iteration 800:
+# `metarl eval /tmp/maml_ant_dir --steps 3 --baselines pretrained=/tmp/ant_dir_pretrained,random
+# --device cpu` and the same with `--baselines pretrained=/tmp/antdir_pretrained_ref`
+# (MAMLAntDir-v0; docs/runs/maml_ant_dir/eval_iter800{,_reference_pretrained}/adaptation.csv).
+MAML_ANT_DIR: Table = {
+    "MAML (iteration 800)": [(10.3, 6.8), (483.5, 15.2), (460.4, 13.9), (453.8, 12.7)],
+    "pretrained as the reference trained it (step 0.2)": [(2.3, 1.5), (3.9, 2.0), (7.1, 3.0),
+                                                          (8.6, 2.6)],
+    "pretrained, 800 iterations like MAML (step 0.2)": [(4.8, 1.9), (19.2, 2.9), (27.5, 3.9),
+                                                         (28.6, 3.6)],
+    "random init (step 0.8)": [(9.6, 3.6), (18.6, 4.1), (21.2, 3.1), (26.3, 3.7)],
+}
+
+
 def against_env_steps(curve: dict[int, tuple[float, ...]], label: str, n_tasks: int
                       ) -> list[AdaptationPoint]:
     """One line per k, with training env steps (thousands) on the x axis."""
@@ -211,6 +225,8 @@ def main() -> None:
                     "PEARL, PEARLHalfCheetahVel-v0 (CPU config)",
                     "training env steps (thousands)")
     plot_adaptation(OUT / "maml_ant_dir_iter670.png", points(MAML_ANT_DIR_ITER670, 40),
+                    "MAML-TRPO vs. baselines, MAMLAntDir-v0", "number of gradient steps")
+    plot_adaptation(OUT / "maml_ant_dir.png", points(MAML_ANT_DIR, 40),
                     "MAML-TRPO vs. baselines, MAMLAntDir-v0", "number of gradient steps")
 
 
