@@ -117,6 +117,18 @@ PEARL_CHEETAH_VEL_REFERENCE_CURVE: dict[int, tuple[float, float, float]] = {
 }
 
 
+# docs/results.md, "PEARL on its reference MDPs", the long ant-goal run: means per 100
+# iterations of the meta-test on the 10 held-out goals (progress.csv of `metarl train
+# configs/pearl/ant_goal_cpu.yaml --set train.iterations=2000 ...`), at each block's last env step.
+PEARL_ANT_GOAL_LONG_CURVE: dict[int, tuple[float, float, float]] = {
+    220_000: (-558.1, -567.8, -572.9), 420_000: (-562.7, -570.1, -579.4),
+    620_000: (-563.5, -554.3, -562.5), 820_000: (-565.2, -555.4, -549.3),
+    1_020_000: (-564.8, -545.8, -553.5), 1_220_000: (-561.7, -541.8, -544.6),
+    1_420_000: (-566.5, -523.5, -530.4), 1_620_000: (-566.0, -534.9, -535.8),
+    1_820_000: (-559.8, -519.8, -509.7), 2_020_000: (-572.0, -518.9, -522.4),
+}
+
+
 # docs/results.md, "Four algorithms on 2D navigation": each trained from one commit, then
 # `metarl eval RUN_DIR --tasks 40 --steps 3`; MAML-TRPO, ProMP and RL² at ~1.2M env steps,
 # PEARL at its shipped 40 iterations (97k). k: gradient steps (MAML-TRPO, ProMP),
@@ -228,6 +240,9 @@ def main() -> None:
                     "MAML-TRPO vs. baselines, MAMLAntDir-v0", "number of gradient steps")
     plot_adaptation(OUT / "maml_ant_dir.png", points(MAML_ANT_DIR, 40),
                     "MAML-TRPO vs. baselines, MAMLAntDir-v0", "number of gradient steps")
+    plot_adaptation(OUT / "pearl_ant_goal_cpu_long.png",
+                    against_env_steps(PEARL_ANT_GOAL_LONG_CURVE, "context trajectories", 10),
+                    "PEARL, PEARLAntGoal-v0 (CPU config)", "training env steps (thousands)")
 
 
 if __name__ == "__main__":
