@@ -43,6 +43,9 @@ def main() -> None:
     returns: dict[tuple[int, int], list[float]] = {}
     goals = None
     for d in args.eval_dirs:
+        if not (d / "eval_info.yaml").is_file() or not (d / "task_returns.csv").is_file():
+            raise SystemExit(f"{d}: not a `metarl eval` output directory "
+                             "(needs eval_info.yaml and task_returns.csv)")
         info = yaml.safe_load((d / "eval_info.yaml").read_text())
         these = np.asarray(info["held_out"]["task_values"], dtype=float)
         if goals is not None and not np.array_equal(goals, these):
