@@ -62,3 +62,11 @@ def test_refuses_evaluations_of_different_goals(goal_gains, tmp_path, monkeypatc
     monkeypatch.setattr(sys, "argv", ["goal_gains.py", str(a), str(b)])
     with pytest.raises(SystemExit, match="held-out goals differ"):
         goal_gains.main()
+
+
+def test_names_a_directory_that_is_not_an_evaluation(goal_gains, tmp_path, monkeypatch):
+    stray = tmp_path / "eval.log"
+    stray.write_text("not an evaluation\n")
+    monkeypatch.setattr(sys, "argv", ["goal_gains.py", str(stray)])
+    with pytest.raises(SystemExit, match="eval.log: not a `metarl eval` output directory"):
+        goal_gains.main()
