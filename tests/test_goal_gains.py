@@ -1,4 +1,4 @@
-"""docs/runs/pearl_ant_goal_cpu_long/goal_gains.py: the numbers results.md quotes from it."""
+"""docs/runs/goal_gains.py: the numbers results.md quotes from it."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import yaml
 
-SCRIPT = Path(__file__).resolve().parents[1] / "docs/runs/pearl_ant_goal_cpu_long/goal_gains.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "docs/runs/goal_gains.py"
 
 
-@pytest.fixture(scope="module")
-def goal_gains():
+@pytest.fixture
+def goal_gains(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # as when run as a script: split_by_task
     spec = importlib.util.spec_from_file_location("goal_gains", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -33,12 +33,16 @@ def mean_se(values: list[float]) -> str:
     return f"{m:+.1f} ± {math.sqrt(var / len(values)):.1f}"
 
 
+def read_returns(eval_dir: Path) -> dict[tuple[str, int, int], float]:
+    """``task_returns.csv`` as {(method, step, task): return}."""
+    with open(eval_dir / "task_returns.csv", newline="") as f:
+        return {(row["method"], int(row["step"]), int(row["task"])): float(row["return"])
+                for row in csv.DictReader(f)}
+
+
 def load(eval_dir: Path) -> tuple[dict[tuple[str, int, int], float], list[float]]:
     """Return {(method, step, task): return} and the first coordinate of each task's value."""
-    returns = {}
-    with open(eval_dir / "task_returns.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            returns[row["method"], int(row["step"]), int(row["task"])] = float(row["return"])
+    returns = read_returns(eval_dir)
     info = yaml.safe_load((eval_dir / "eval_info.yaml").read_text())
     values = [v[0] if isinstance(v, list) else v for v in info["held_out"]["task_values"]]
     return returns, values

@@ -1,23 +1,24 @@
 """Pool the long PEARL ant-goal run's evaluations over seeds and relate each held-out goal's gain
 to its distance from the nearest training goal (docs/results.md, "Ant goal, the long run").
 
-    python docs/runs/pearl_ant_goal_cpu_long/goal_gains.py docs/runs/pearl_ant_goal_cpu_long/eval_iter1000_seed*
+    python docs/runs/goal_gains.py docs/runs/pearl_ant_goal_cpu_long/eval_iter1000_seed?
 
 Every directory must be a `metarl eval` of the same run on the same fixed held-out goals (only
 `--seed`, the action and latent noise, differs). Per goal the return at each k is averaged over
-the seeds; differences to k = 0 are then paired over the goals.
+the seeds; differences to k = 0 are then paired over the goals. Reads the evaluations with
+split_by_task.py's reader, so run it from anywhere as a script (its folder is on the path).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from metarl.envs.pearl_ant import PEARLAntGoal
+from split_by_task import mean_se, read_returns
 
 
 def spearman(x: np.ndarray, y: np.ndarray, draws: int = 100_000) -> tuple[float, float]:
@@ -51,9 +52,8 @@ def main() -> None:
         if goals is not None and not np.array_equal(goals, these):
             raise SystemExit(f"{d}: held-out goals differ from {args.eval_dirs[0]}'s")
         goals = these
-        with open(d / "task_returns.csv", newline="") as f:
-            for row in csv.DictReader(f):
-                returns.setdefault((int(row["step"]), int(row["task"])), []).append(float(row["return"]))
+        for (_, k, t), r in read_returns(d).items():
+            returns.setdefault((k, t), []).append(r)
     steps = sorted({k for k, _ in returns})
     tasks = sorted({t for _, t in returns})
     mean = {k: np.array([np.mean(returns[(k, t)]) for t in tasks]) for k in steps}
@@ -63,8 +63,7 @@ def main() -> None:
     for k in steps:
         diff = mean[k] - mean[0]
         print(f"k={k}: {mean[k].mean():.1f} ± {mean[k].std(ddof=1) / np.sqrt(n):.1f}"
-              + (f"; minus k=0 {diff.mean():+.1f} ± {diff.std(ddof=1) / np.sqrt(n):.1f},"
-                 f" higher on {(diff > 0).sum()}/{n}" if k else ""))
+              + (f"; minus k=0 {mean_se(list(diff))}, higher on {(diff > 0).sum()}/{n}" if k else ""))
 
     train = np.array([t.goal for t in PEARLAntGoal(goal_radius=3.0).reference_task_set()
                       .train[:args.train_goals]])
