@@ -83,6 +83,23 @@ def list_checkpoints(checkpoint_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def prune_checkpoints(checkpoint_dir: Path, newest: Path, keep: int) -> list[Path]:
+    """Delete the checkpoints older than ``newest`` (just written) beyond the ``keep``
+    newest (``newest`` included); ``keep=0`` keeps all. Files of later iterations are
+    never touched: a resume that passed over a corrupted later checkpoint overwrites it
+    when it gets there. Returns the deleted paths."""
+    if keep < 0:
+        raise ValueError(f"prune_checkpoints: keep must be >= 0, got {keep}")
+    if keep == 0:
+        return []
+    current = checkpoint_iteration(newest)
+    older = [p for p in list_checkpoints(checkpoint_dir) if checkpoint_iteration(p) < current]
+    doomed = older[:max(0, len(older) - (keep - 1))]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
+
+
 def checkpoint_iteration(path: Path) -> int:
     """The iteration in a checkpoint's file name (``iter_000012.pt`` -> 12)."""
     match = _NAME.match(Path(path).name)

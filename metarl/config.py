@@ -103,6 +103,10 @@ class TrainConfig:
                           choices=DEVICES)
     checkpoint_every: int = setting(10, "Write a checkpoint every N iterations (and at the end).", ge=1,
                                   le=10**9)
+    keep_checkpoints: int = setting(0, "Keep only the newest N checkpoints: older ones are "
+                                    "deleted once a new one is written (0: keep all). For runs "
+                                    "whose checkpoints are large, e.g. PEARL's replay buffers.",
+                                    ge=0, le=10**9)
     runs_root: str = setting("runs", "Directory under which run directories are created.")
     max_skipped_updates: int = setting(5, "Stop the run (with a checkpoint) after this many "
                                       "meta-updates in a row were skipped for NaN/Inf.", ge=1,

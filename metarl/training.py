@@ -14,6 +14,7 @@ from .checkpoint import (
     CheckpointError,
     checkpoint_path,
     latest_loadable,
+    prune_checkpoints,
     save_checkpoint,
 )
 from .config import Config, ConfigError
@@ -135,6 +136,7 @@ def train(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> Pat
                 if iteration % cfg.train.checkpoint_every == 0 or last or stop.signum is not None \
                         or skipped_in_a_row >= cfg.train.max_skipped_updates:
                     path = checkpoint(iteration)
+                    prune_checkpoints(run_dir / "checkpoints", path, cfg.train.keep_checkpoints)
                 if skipped_in_a_row >= cfg.train.max_skipped_updates:
                     raise TrainingStopped(
                         f"{skipped_in_a_row} meta-updates in a row were skipped (last: "
