@@ -42,14 +42,14 @@ def differences(a: list[dict[str, str]], b: list[dict[str, str]]
     ``(iteration, column, a's value, b's value)``. A column only one file has is a
     difference at the first iteration."""
     n = min(len(a), len(b))
-    columns = [c for c in a[0] if not timing(c)]
+    shared = [c for c in a[0] if not timing(c) and c in b[0]]
     only = [c for c in list(a[0]) + list(b[0]) if not timing(c) and (c in a[0]) != (c in b[0])]
     found = [(a[0]["iteration"], c, a[0].get(c, "(absent)"), b[0].get(c, "(absent)"))
              for c in only]
     for row_a, row_b in zip(a[:n], b[:n]):
-        found += [(row_a["iteration"], c, row_a[c], row_b[c]) for c in columns
-                  if c in row_b and row_a[c] != row_b[c]]
-    return n, [c for c in columns if c in b[0]], found
+        found += [(row_a["iteration"], c, row_a[c], row_b[c]) for c in shared
+                  if row_a[c] != row_b[c]]
+    return n, shared, found
 
 
 def main(argv: list[str] | None = None) -> int:
